@@ -1,0 +1,9 @@
+"""Errors a user can fix. `main` prints them as one line and exits non-zero, without a traceback."""
+
+
+class ConfigError(ValueError):
+  """A config key holds a value that cannot work; the message names the key, value and what is allowed."""
+
+
+class DataError(RuntimeError):
+  """A data set is missing, corrupt or cannot be read; the message names the path and the fix."""
