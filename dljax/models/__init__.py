@@ -1,0 +1,30 @@
+"""The model registry: a config's `model.name` picks a Flax Linen module, the other keys are its fields.
+
+Adding a model is one file in this package and one line below.
+"""
+
+import dataclasses
+
+import ml_collections
+from flax import linen as nn
+
+from dljax.errors import ConfigError
+from dljax.models import cnn, mlp
+from dljax.registry import lookup
+
+MODELS: dict[str, type[nn.Module]] = {
+    "mlp": mlp.MLP,
+    "cnn": cnn.CNN,
+}
+
+
+def build(config: ml_collections.ConfigDict) -> nn.Module:
+  """Instantiates `MODELS[config.name]` with every other key of `config` as a field."""
+  model_class = lookup(MODELS, config.name, "config.model.name", "model")
+  fields = {f.name for f in dataclasses.fields(model_class)} - {"parent", "name"}
+  kwargs = {k: v for k, v in config.items() if k != "name"}
+  for key in kwargs:
+    if key not in fields:
+      raise ConfigError(f"config.model.{key}: not a field of model {config.name!r}; "
+                        f"allowed: {', '.join(sorted(fields))}")
+  return model_class(**kwargs)

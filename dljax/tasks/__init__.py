@@ -1,0 +1,40 @@
+"""The task registry. A task is a few pure functions; the trainer (dljax.train) does the rest.
+
+    init(rng, example_batch) -> state                 state: any pytree with a `.params` field
+    train_step(state, batch, rng) -> (state, metrics) metrics: scalar means over the batch
+    eval_step(state, batch) -> metrics                metrics: per-example values, shape [B]
+
+The trainer jits and shards them, feeds batches, averages metrics, evaluates, stops early,
+checkpoints and writes results; it assumes no particular model, optimiser or loss, so a GAN
+(two optimisers in its state), a VAE or a DQN plugs in as another entry below.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
+
+from dljax.data import Splits
+from dljax.registry import lookup
+from dljax.tasks import classification
+
+State = Any
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+class Task(NamedTuple):
+  init: Callable[[jax.Array, Batch], State]
+  train_step: Callable[[State, Batch, jax.Array], tuple[State, Metrics]]
+  eval_step: Callable[[State, Batch], Metrics]
+
+
+# name -> build(config, data, total_steps) -> Task
+TASKS: dict[str, Callable[[ml_collections.ConfigDict, Splits, int], Task]] = {
+    "classification": lambda *args: Task(*classification.build(*args)),
+}
+
+
+def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> Task:
+  return lookup(TASKS, config.task, "config.task", "task")(config, data, total_steps)

@@ -1,0 +1,154 @@
+"""What every config shares: the trainer's knobs with defaults, `:arg` parsing, validation.
+
+A config file (configs/*.py) starts from `trainer_config()`, sets the experiment's recipe, and
+returns the config locked, so a misspelt override is an error instead of a silently new key.
+"""
+
+import ast
+import importlib.util
+import os
+from typing import Any
+
+import jax
+import ml_collections
+
+from dljax import data, models, optim, tasks
+from dljax.errors import ConfigError
+from dljax.registry import lookup
+
+EVAL_MODES = ("min", "max")
+
+
+def trainer_config(**overrides) -> ml_collections.ConfigDict:
+  """The trainer's knobs at their defaults; a config file overrides what its recipe needs."""
+  config = ml_collections.ConfigDict(dict(
+      seed=0,  # the root of every random stream: params, dropout, augmentation, data order
+      task="classification",
+      loss="sparse_categorical_crossentropy",
+      batch_size=128,  # global: split over all devices of all processes
+      eval_batch_size=0,  # 0 = batch_size
+      num_epochs=10.0,
+      num_steps=0,  # > 0 overrides num_epochs
+      log_every_steps=100,  # train metrics are averaged over this many steps
+      eval_every_epochs=1.0,
+      eval_every_steps=0,  # > 0 overrides eval_every_epochs
+      early_stopping=dict(
+          metric="loss",  # a validation metric of the task
+          mode="min",  # 'min' or 'max': which direction is better
+          patience=0,  # evaluations without improvement before stopping; 0 = never stop
+          restore_best=True,  # test (and leave final state) with the best validation params
+      ),
+  ))
+  config.update(overrides)
+  return config
+
+
+def parse_arg(arg: str | None, **defaults):
+  """Parses a config argument like 'smoke' or 'smoke,classes=24' against typed defaults.
+
+  A bare word sets a bool default to True; `key=value` is converted to the default's type.
+  Unknown keys or unconvertible values raise a ConfigError naming them.
+  """
+  values = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, has_value, text = item.partition("=")
+    if key not in defaults:
+      raise ConfigError(f"config argument {key!r}: unknown; allowed: {', '.join(sorted(defaults))}")
+    kind = type(defaults[key])
+    if not has_value:
+      if kind is not bool:
+        raise ConfigError(f"config argument {key!r}: needs a value, e.g. {key}={defaults[key]}")
+      values[key] = True
+      continue
+    try:
+      values[key] = text.lower() in ("1", "true", "yes") if kind is bool else kind(text)
+    except ValueError:
+      raise ConfigError(f"config argument {key}={text!r}: not a {kind.__name__}") from None
+  return ml_collections.ConfigDict(values)
+
+
+def _require(condition: bool, key: str, value, rule: str) -> None:
+  if not condition:
+    raise ConfigError(f"config.{key}={value!r}: {rule}")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises a one-line ConfigError for the first value that cannot work, before any training."""
+  lookup(tasks.TASKS, config.task, "config.task", "task")
+  lookup(models.MODELS, config.model.name, "config.model.name", "model")
+  data.validate(config.data)
+  optim.validate(config.optimizer)
+  devices = jax.device_count()
+  for key in ("batch_size", "eval_batch_size"):
+    value = config[key]
+    if key == "batch_size" or value:
+      _require(value > 0, key, value, "must be > 0")
+      _require(value % devices == 0, key, value,
+               f"must be divisible by the device count ({devices}) to shard over 'data'")
+  _require(config.num_epochs > 0 or config.num_steps > 0, "num_epochs", config.num_epochs,
+           "must be > 0 (or set num_steps > 0)")
+  _require(config.num_steps >= 0, "num_steps", config.num_steps, "must be >= 0")
+  _require(config.log_every_steps > 0, "log_every_steps", config.log_every_steps, "must be > 0")
+  _require(config.eval_every_epochs > 0 or config.eval_every_steps > 0, "eval_every_epochs",
+           config.eval_every_epochs, "must be > 0 (or set eval_every_steps > 0)")
+  stopping = config.early_stopping
+  _require(stopping.mode in EVAL_MODES, "early_stopping.mode", stopping.mode,
+           f"allowed: {', '.join(EVAL_MODES)}")
+  _require(stopping.patience >= 0, "early_stopping.patience", stopping.patience,
+           "must be >= 0 (0 = never stop early)")
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+  """Loads 'path/to/config.py[:arg]' by calling the file's `get_config(arg)`."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ConfigError(f"--config={spec}: no such file {path!r}")
+  module_spec = importlib.util.spec_from_file_location(
+      f"dljax_config_{os.path.splitext(os.path.basename(path))[0]}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def override(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+  """Sets `config.<key>` (a dotted path) to `value`, converting command-line text to the field's type.
+
+  Raises a one-line ConfigError for an unknown key (listing the keys allowed there) or a value
+  of the wrong type.
+  """
+  *groups, field = key.split(".")
+  holder = config
+  for depth, name in enumerate(groups + [field]):
+    path = ".".join([*groups, field][: depth + 1])
+    if not isinstance(holder, ml_collections.ConfigDict) or name not in holder:
+      allowed = ", ".join(sorted(holder.keys())) if isinstance(holder, ml_collections.ConfigDict) else "none"
+      raise ConfigError(f"config.{path}: unknown key; allowed here: {allowed}")
+    if depth < len(groups):
+      holder = holder[name]
+  current = holder[field]
+  if isinstance(current, ml_collections.ConfigDict):
+    raise ConfigError(f"config.{key}: is a group; override its fields, e.g. config.{key}."
+                      f"{next(iter(current.keys()))}")
+  if isinstance(value, str) and not isinstance(current, str):
+    value = _parse_text(key, value, type(current))
+  try:
+    with holder.unlocked():
+      holder[field] = value
+  except TypeError:
+    raise ConfigError(f"config.{key}={value!r}: must be a {type(current).__name__} "
+                      f"(like the default {current!r})") from None
+
+
+def _parse_text(key: str, text: str, kind: type) -> Any:
+  """Command-line text -> a value of `kind` (bool, int, float, tuple, ...)."""
+  if kind is bool:
+    if text.lower() not in ("true", "false", "1", "0"):
+      raise ConfigError(f"config.{key}={text!r}: must be true or false")
+    return text.lower() in ("true", "1")
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    raise ConfigError(f"config.{key}={text!r}: must be a {kind.__name__}") from None
+  if kind in (tuple, list) and not isinstance(value, tuple | list):
+    value = (value,)
+  return kind(value) if kind in (tuple, list) else value

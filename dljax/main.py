@@ -1,0 +1,57 @@
+r"""Trains one experiment: `python -m dljax.main --config=configs/X.py[:arg] --workdir=DIR`.
+
+Any config field can be overridden, e.g. `--config.optimizer.learning_rate=0.1`. Running again
+on a workdir that has checkpoints resumes from the latest one. A mistake in the config stops the
+run before training with one line naming the key, the value and what is allowed (exit code 2).
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+from dljax import config_lib, sharding, train
+from dljax.errors import ConfigError, DataError
+
+_CONFIG = flags.DEFINE_string(
+    "config", None, "Experiment config file[:arg]; override fields with --config.KEY=VALUE.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False,
+    "Call jax.distributed.initialize() (automatic under SLURM and on TPU pods).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+_OVERRIDE_PREFIX = "--config."
+_overrides: list[str] = []
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl parses the plain flags; `--config.KEY=VALUE` overrides are kept for `config_lib`."""
+  _overrides.extend(a for a in argv[1:] if a.startswith(_OVERRIDE_PREFIX))
+  return app.parse_flags_with_usage([a for a in argv if not a.startswith(_OVERRIDE_PREFIX)])
+
+
+def _fail(error: Exception) -> None:
+  print(f"dljax: error: {error}", file=sys.stderr)
+  sys.exit(2)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
+  try:
+    config = config_lib.load(_CONFIG.value)
+    for item in _overrides:
+      key, has_value, value = item.removeprefix(_OVERRIDE_PREFIX).partition("=")
+      if not has_value:
+        raise ConfigError(f"{item}: needs a value, e.g. {item}=VALUE")
+      config_lib.override(config, key, value)
+    results = train.run(config, _WORKDIR.value)
+  except (ConfigError, DataError) as error:
+    _fail(error)
+  if results is None:
+    logging.info("Stopped by SIGTERM after a checkpoint; run again to resume.")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse_flags)

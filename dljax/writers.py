@@ -1,0 +1,86 @@
+"""What a run leaves for people to read: metrics JSONL, TensorBoard events, a progress bar.
+
+Only process 0 writes. TensorBoard events are written with the `tensorboard` package's own
+event writer and protos, so no TensorFlow is needed.
+"""
+
+import json
+import os
+import sys
+import time
+
+import jax
+import tqdm
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer import event_file_writer
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """All records of `metrics.jsonl` (an empty list if there is none)."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class MetricWriter:
+  """Appends `{"step", "split", metrics...}` records to metrics.jsonl and TensorBoard.
+
+  `truncate_after(step)` drops records a crashed run wrote after its last checkpoint, so a
+  resumed run's metrics file equals an uninterrupted run's.
+  """
+
+  def __init__(self, workdir: str):
+    self._active = jax.process_index() == 0
+    self._path = os.path.join(workdir, METRICS_FILE)
+    self._tensorboard = None
+    if self._active:
+      self._tensorboard = event_file_writer.EventFileWriter(
+          os.path.join(workdir, "tensorboard"), flush_secs=30)
+
+  def truncate_after(self, step: int) -> None:
+    if not self._active:
+      return
+    kept = [r for r in read_metrics(os.path.dirname(self._path)) if r["step"] <= step]
+    with open(self._path + ".tmp", "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in kept)
+    os.replace(self._path + ".tmp", self._path)
+
+  def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
+    if not self._active:
+      return
+    record = {"step": step, "split": split, **{k: float(v) for k, v in metrics.items()}}
+    with open(self._path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    values = [summary_pb2.Summary.Value(tag=f"{split}/{name}", simple_value=float(value))
+              for name, value in metrics.items()]
+    self._tensorboard.add_event(event_pb2.Event(
+        wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values)))
+
+  def close(self) -> None:
+    if self._tensorboard is not None:
+      self._tensorboard.close()
+
+
+class Progress:
+  """A progress bar with steps/s, ETA and the latest metrics; silent on processes other than 0.
+
+  Off a terminal (batch jobs), tqdm redraws at most every 30 s so logs stay readable.
+  """
+
+  def __init__(self, total_steps: int, initial_step: int):
+    interactive = sys.stderr.isatty()
+    self._bar = tqdm.tqdm(
+        total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True,
+        mininterval=0.2 if interactive else 30.0, disable=jax.process_index() != 0)
+
+  def update(self, steps: int, metrics: dict[str, float] | None = None) -> None:
+    if metrics:
+      self._bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
+    self._bar.update(steps)
+
+  def close(self) -> None:
+    self._bar.close()
