@@ -18,6 +18,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False,
     "Call jax.distributed.initialize() (automatic under SLURM and on TPU pods).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for a multi-process run without SLURM.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 _OVERRIDE_PREFIX = "--config."
@@ -38,7 +42,8 @@ def _fail(error: Exception) -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
+  sharding.maybe_initialize_distributed(
+      _DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     config = config_lib.load(_CONFIG.value)
     for item in _overrides:

@@ -14,16 +14,18 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 DATA_AXIS = "data"
 
 
-def maybe_initialize_distributed(force: bool) -> None:
+def maybe_initialize_distributed(force: bool, coordinator_address: str | None = None,
+                                 num_processes: int | None = None,
+                                 process_id: int | None = None) -> None:
   """Joins a multi-process run when asked, or when SLURM / a TPU pod says this is one.
 
-  `jax.distributed.initialize()` reads the coordinator, process count and id from the
-  cluster environment; with one SLURM task there is nothing to join.
+  With no explicit coordinator, `jax.distributed.initialize()` reads the coordinator, process
+  count and id from the cluster environment; with one SLURM task there is nothing to join.
   """
   slurm_tasks = int(os.environ.get("SLURM_NTASKS", "1"))
   on_tpu_pod = "TPU_WORKER_HOSTNAMES" in os.environ or "MEGASCALE_COORDINATOR_ADDRESS" in os.environ
-  if force or slurm_tasks > 1 or on_tpu_pod:
-    jax.distributed.initialize()
+  if force or coordinator_address or slurm_tasks > 1 or on_tpu_pod:
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 
 def make_mesh() -> Mesh:
