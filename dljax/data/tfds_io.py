@@ -1,11 +1,80 @@
-"""Reads TFDS data sets (prepared by a download or by `python -m dljax.data prepare`) into memory."""
+"""Reads TFDS data sets (prepared by a download or by `python -m dljax.data prepare`) into memory.
+
+Reading goes through `tfds.data_source` (array_record files, no tensorflow) and decodes a whole
+split at once: the image data sets used here fit in memory, and training then indexes plain
+arrays. Decoding takes a few seconds per split (on 2 CPU cores about 5 s for the 60,000 PNGs of
+MNIST's train split and 7 s for CIFAR-10's, mostly Pillow's per-image overhead): little next to
+training, so no cache of decoded arrays is kept (it would need invalidating and a writable data
+directory).
+"""
+
+import os
+import shlex
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dljax.data import raw
+from dljax.errors import DataError
+
+DATA_DIR_ENV = "DLJAX_DATA_DIR"
+
+
+def data_dir(explicit: str | None) -> str:
+  """Returns the TFDS data directory: `explicit`, else $DLJAX_DATA_DIR, else TFDS's default.
+
+  Training and `python -m dljax.data prepare` both resolve it here, so that data prepared without
+  --data_dir is where training looks for it. TFDS's default is ~/tensorflow_datasets, or
+  $TFDS_DATA_DIR if set.
+  """
+  chosen = explicit or os.environ.get(DATA_DIR_ENV) or tfds.core.constants.DATA_DIR
+  return os.path.abspath(os.path.expanduser(chosen))
+
+
+_data_dir = data_dir  # `read_split` has a parameter of the same name
+
 
 def read_split(name: str, split: str, data_dir: str | None) -> dict[str, np.ndarray]:
-  """Returns every example of `name[split]` as numpy arrays with a leading example axis."""
-  source = tfds.data_source(name, split=split, data_dir=data_dir)
-  examples = [source[i] for i in range(len(source))]
+  """Returns every example of `name[split]` as numpy arrays with a leading example axis.
+
+  The examples come in the order TFDS stored them: a fixed shuffle of the original order, the
+  same after a download and after `python -m dljax.data prepare`.
+
+  Raises:
+    DataError: the data set is not in the data directory (the message says how to get it), or
+      it cannot be read (unknown split, a format that needs tensorflow, ...).
+  """
+  directory = _data_dir(data_dir)
+  builder = tfds.builder(name, data_dir=directory)
+  try:
+    source = builder.as_data_source(split=split)
+  except (ValueError, NotImplementedError) as e:
+    # Asked only after a failure: `tfds.testing.mock_data` serves data sets that are not on disk.
+    if not builder.is_prepared():
+      raise _not_found(name, directory, builder.data_dir) from e
+    raise DataError(f"cannot read {name}[{split}] from {builder.data_dir}: "
+                    f"{' '.join(str(e).split())}") from e
+  examples = _read_all(source)
+  if not examples:
+    raise DataError(f"{name}[{split}] in {builder.data_dir} has no examples")
   return {key: np.stack([example[key] for example in examples]) for key in examples[0]}
+
+
+def _read_all(source) -> list[dict[str, np.ndarray]]:
+  """Returns every decoded example of a TFDS data source, reading records in one batch."""
+  try:
+    # 3x faster than one record at a time: 5 s instead of 16 s for MNIST's train split.
+    return source.__getitems__(list(range(len(source))))
+  except TypeError:  # `tfds.testing.mock_data` (TFDS 4.9.10) mocks only single-record reads
+    return [source[index] for index in range(len(source))]
+
+
+def _not_found(name: str, directory: str, looked_for: str) -> DataError:
+  quoted = shlex.quote(directory)
+  message = (f"{name} not found in {directory} (looked for {looked_for}). Download it with TFDS "
+             f"(needs internet and tensorflow: tfds build {name} --file_format array_record "
+             f"--data_dir {quoted})")
+  if name in raw.ORIGINALS:
+    message += (f" or prepare it offline: python -m dljax.data prepare {name} "
+                f"--from {raw.ORIGINALS[name].files_hint} --data_dir {quoted}")
+  return DataError(message)
