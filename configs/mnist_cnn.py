@@ -1,4 +1,4 @@
-r"""keras-team mnist_cnn.py: Conv32 3x3 -> Conv64 3x3 -> MaxPool2 -> Drop .25 -> Dense128 -> Drop .5.
+r"""keras-team mnist_cnn.py: Conv32 3x3, Conv64 3x3, MaxPool2, Drop .25, Dense128, Drop .5.
 
 Adadelta with the original Keras learning rate 1.0 (rho .95; tf.keras's default 1e-3 is why one
 report got only 84.64%), categorical cross-entropy, batch 128, 12 epochs, inputs / 255, validated

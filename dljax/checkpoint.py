@@ -15,7 +15,7 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 
 class Checkpointer:
-  """Saves asynchronously (training goes on while the files are written) and restores onto a mesh."""
+  """Saves asynchronously (training goes on while files are written); restores onto a mesh."""
 
   def __init__(self, directory: str, best_metric: str | None, best_mode: str):
     keep = [policies.LatestN(n=1)]

@@ -111,20 +111,22 @@ def load(spec: str) -> ml_collections.ConfigDict:
 
 
 def override(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
-  """Sets `config.<key>` (a dotted path) to `value`, converting command-line text to the field's type.
+  """Sets `config.<key>` (a dotted path) to `value`; command-line text becomes the field's type.
 
   Raises a one-line ConfigError for an unknown key (listing the keys allowed there) or a value
   of the wrong type.
   """
-  *groups, field = key.split(".")
+  names = key.split(".")
   holder = config
-  for depth, name in enumerate(groups + [field]):
-    path = ".".join([*groups, field][: depth + 1])
-    if not isinstance(holder, ml_collections.ConfigDict) or name not in holder:
-      allowed = ", ".join(sorted(holder.keys())) if isinstance(holder, ml_collections.ConfigDict) else "none"
-      raise ConfigError(f"config.{path}: unknown key; allowed here: {allowed}")
-    if depth < len(groups):
+  for depth, name in enumerate(names):
+    if name not in holder:
+      raise ConfigError(f"config.{'.'.join(names[: depth + 1])}: unknown key; allowed here: "
+                        f"{', '.join(sorted(holder.keys()))}")
+    if depth < len(names) - 1:
       holder = holder[name]
+      if not isinstance(holder, ml_collections.ConfigDict):
+        raise ConfigError(f"config.{'.'.join(names[: depth + 1])}={holder!r}: has no fields")
+  field = names[-1]
   current = holder[field]
   if isinstance(current, ml_collections.ConfigDict):
     raise ConfigError(f"config.{key}: is a group; override its fields, e.g. config.{key}."

@@ -2,7 +2,7 @@
 
 
 class ConfigError(ValueError):
-  """A config key holds a value that cannot work; the message names the key, value and what is allowed."""
+  """A config value cannot work; the message names the key, the value and what is allowed."""
 
 
 class DataError(RuntimeError):

@@ -3,7 +3,7 @@
 import matplotlib
 
 matplotlib.use("Agg")  # files only: runs on machines with no display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 CURVE_SPLITS = ("train", "validation")
 

@@ -1,4 +1,4 @@
-"""Registries are plain dicts (name -> builder); this module turns a lookup miss into a clear error."""
+"""Registries are plain dicts (name -> builder); `lookup` turns a miss into a clear error."""
 
 from collections.abc import Mapping
 from typing import TypeVar

@@ -29,7 +29,7 @@ from dljax import checkpoint, config_lib, data, plots, sharding, tasks, writers
 from dljax.data import pipeline
 from dljax.errors import ConfigError
 
-# Named random streams: fold_in(root, id). Fixed ids keep old runs reproducible as streams are added.
+# Named random streams: fold_in(root, id). Fixed ids keep old runs reproducible as streams grow.
 STREAMS = {"params": 0, "train": 1, "data": 2}
 
 
@@ -183,7 +183,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | Non
 
 def _update_early_stopping(meta: dict, validation: dict[str, float], step: int,
                            stopping: ml_collections.ConfigDict) -> None:
-  """Tracks the best validation value and stops after `patience` evaluations without a better one."""
+  """Tracks the best validation value; stops after `patience` evaluations without a better one."""
   value = validation[stopping.metric]
   best = meta["best"]
   improved = best is None or (value < best["value"] if stopping.mode == "min"

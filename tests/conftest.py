@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny learnable MNIST-shaped data set prepared offline, and a runner for main."""
+"""Shared fixtures: a tiny learnable MNIST-like data set prepared offline; a runner for main."""
 
 import gzip
 import os

@@ -88,7 +88,7 @@ def load(config: ml_collections.ConfigDict, seed: int) -> Splits:
   train, test = raw["train"], raw["test"]
   num_train = _num_examples(train)
   size = config.validation_size
-  num_validation = int(round(size * num_train)) if 0 < size < 1 else int(size)
+  num_validation = round(size * num_train) if 0 < size < 1 else int(size)
   if config.validation in ("first", "last", "random") and not 0 < num_validation < num_train:
     raise ConfigError(f"config.data.validation_size={size}: holds out {num_validation} of "
                       f"{num_train} train examples; must leave both parts non-empty")
@@ -103,7 +103,9 @@ def load(config: ml_collections.ConfigDict, seed: int) -> Splits:
     train = _take(train, np.sort(order[num_validation:]))
 
   def limit(arrays, n):
-    return arrays if arrays is None or not n else _take(arrays, np.arange(min(n, _num_examples(arrays))))
+    if arrays is None or not n:
+      return arrays
+    return _take(arrays, np.arange(min(n, _num_examples(arrays))))
 
   return Splits(train=limit(train, config.train_limit),
                 validation=limit(validation, config.eval_limit),

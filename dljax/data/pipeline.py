@@ -17,8 +17,9 @@ from dljax import sharding
 Batch = dict[str, jax.Array]
 
 
-def _gather(data: Batch, order_N: jax.Array, start: jax.Array, size: int) -> tuple[Batch, jax.Array]:
-  """Examples `order_N[start : start + size]`, and a mask that is False past the end of `order_N`."""
+def _gather(data: Batch, order_N: jax.Array, start: jax.Array,
+            size: int) -> tuple[Batch, jax.Array]:
+  """Examples `order_N[start : start + size]`, and a mask that is False past `order_N`'s end."""
   position_B = start + jnp.arange(size)
   mask_B = position_B < order_N.shape[0]
   index_B = order_N[jnp.minimum(position_B, order_N.shape[0] - 1)]

@@ -1,4 +1,4 @@
-"""The model registry: a config's `model.name` picks a Flax Linen module, the other keys are its fields.
+"""The model registry: `config.model.name` picks a Flax Linen module; its other keys are fields.
 
 Adding a model is one file in this package and one line below.
 """

@@ -24,7 +24,7 @@ INITIALIZERS = {
     "zeros": nn.initializers.zeros,
     "ones": nn.initializers.ones,
     "random_normal": nn.initializers.normal(0.05),  # Keras RandomNormal(stddev=0.05)
-    "random_uniform": nn.initializers.uniform(0.1),  # Keras RandomUniform(-0.05, 0.05), shifted below
+    "random_uniform": nn.initializers.uniform(0.1),  # shifted to Keras's [-0.05, 0.05) below
     "glorot_uniform": nn.initializers.glorot_uniform(),
     "glorot_normal": nn.initializers.glorot_normal(),
     "he_uniform": nn.initializers.he_uniform(),

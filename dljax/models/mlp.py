@@ -1,4 +1,4 @@
-"""Multi-layer perceptron: Flatten -> [Dense -> activation -> Dropout] x len(hidden) -> Dense logits.
+"""Multi-layer perceptron: Flatten, [Dense, activation, Dropout] per hidden layer, Dense logits.
 
 keras-team mnist_mlp.py is `hidden=(512, 512), dropout=0.2`; Géron's Fashion-MNIST MLP (ch. 10)
 is `hidden=(300, 100), dropout=0`.
