@@ -1,9 +1,28 @@
-"""Plain CNN: conv layers with 2x2 max-pools between them, then the MLP's dense head.
+"""Plain CNN: conv blocks, then Flatten (or global average pooling), then the MLP's dense head.
 
-keras-team mnist_cnn.py, the reference config, reads
-    Conv32 3x3 relu -> Conv64 3x3 relu -> MaxPool 2 -> Dropout .25 -> Flatten
-    -> Dense128 relu -> Dropout .5 -> Dense10
-which is `conv_features=(32, 64), pool_after=(1,), conv_dropout=0.25, hidden=(128,), dropout=0.5`.
+Conv block i reads like a row of the papers' tables:
+    Conv(conv_features[i], kernel_sizes[i] x kernel_sizes[i]) -> BatchNorm if i in batch_norm_after
+    -> activation -> 2x2 MaxPool if i in pool_after -> Dropout(conv_dropout) if i in dropout_after
+then Flatten (GlobalAvgPool if global_pool) -> [Dense(hidden[j]) -> activation -> Dropout] -> Dense.
+Keras semantics throughout: `kernel_init` kernels, zero biases, one `padding` for every conv,
+'valid' 2x2 pooling (an odd last row/column is dropped), BatchNorm(momentum=0.99, epsilon=1e-3)
+between conv and activation with its running statistics in the 'batch_stats' collection.
+
+The reference architectures (configs/mnist_cnn.py, geron_cnn.py, cifar10_cnn.py; the defaults
+are mnist_cnn's):
+  keras-team mnist_cnn.py: Conv32 -> Conv64 -> MP -> Drop .25 -> Dense128 -> Drop .5 (3x3 valid)
+    conv_features=(32, 64), kernel_sizes=(3, 3), pool_after=(1,), dropout_after=(1,),
+    conv_dropout=0.25, hidden=(128,), dropout=0.5
+  Géron ch. 14: Conv64 7x7 -> MP -> Conv128 -> Conv128 -> MP -> Conv256 -> Conv256 -> MP
+    -> Dense128 -> Drop .5 -> Dense64 -> Drop .5 (3x3 same unless stated)
+    conv_features=(64, 128, 128, 256, 256), kernel_sizes=(7, 3, 3, 3, 3), padding="SAME",
+    pool_after=(0, 2, 4), dropout_after=(), hidden=(128, 64), dropout=0.5
+  Imperial CIFAR-10 baseline: Conv32 -> MP -> Conv64 -> MP -> Conv128 -> MP -> Conv256 -> GAP
+    (3x3 same), no hidden layers
+    conv_features=(32, 64, 128, 256), kernel_sizes=(3, 3, 3, 3), padding="SAME",
+    pool_after=(0, 1, 2), dropout_after=(), global_pool=True, hidden=()
+    + Dropout .3 in each layer: dropout_after=(0, 1, 2, 3), conv_dropout=0.3
+    + BatchNorm in the first two conv layers: batch_norm_after=(0, 1)
 """
 
 from collections.abc import Sequence
@@ -11,34 +30,61 @@ from collections.abc import Sequence
 import jax
 from flax import linen as nn
 
+from dljax.errors import ConfigError
 from dljax.models import layers
+
+# Keras' BatchNormalization defaults (Flax's epsilon is 1e-5); both update the running statistics
+# as `momentum * running + (1 - momentum) * batch`, with the biased batch variance.
+BATCH_NORM_MOMENTUM = 0.99
+BATCH_NORM_EPSILON = 1e-3
 
 
 class CNN(nn.Module):
   conv_features: Sequence[int] = (32, 64)
-  kernel_size: int = 3
+  kernel_sizes: Sequence[int] = (3, 3)  # one per conv layer
   strides: int = 1
   padding: str = "VALID"
-  pool_after: Sequence[int] = (1,)  # indices of the conv layers followed by a 2x2 max-pool
-  conv_dropout: float = 0.25  # after each pool
+  # Indices of the conv layers with BatchNorm / followed by a 2x2 max-pool / by Dropout.
+  batch_norm_after: Sequence[int] = ()
+  pool_after: Sequence[int] = (1,)
+  dropout_after: Sequence[int] = (1,)
+  conv_dropout: float = 0.25
+  global_pool: bool = False  # average over height and width instead of flattening
   hidden: Sequence[int] = (128,)
-  dropout: float = 0.5
+  dropout: float = 0.5  # after each hidden dense layer
   activation: str = "relu"
   kernel_init: str = "glorot_uniform"
   num_classes: int = 10
+
+  def __post_init__(self):
+    super().__post_init__()
+    num_convs = len(self.conv_features)
+    if len(self.kernel_sizes) != num_convs:
+      raise ConfigError(f"config.model.kernel_sizes={tuple(self.kernel_sizes)}: needs one size "
+                        f"per conv layer ({num_convs}, as conv_features)")
+    for key in ("batch_norm_after", "pool_after", "dropout_after"):
+      if not all(0 <= index < num_convs for index in getattr(self, key)):
+        raise ConfigError(f"config.model.{key}={tuple(getattr(self, key))}: conv layer indices "
+                          f"must be in [0, {num_convs})")
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array, *, train: bool) -> jax.Array:
     act = layers.activation(self.activation)
     init = layers.initializer(self.kernel_init)
     x = x_BHWC
-    for index, features in enumerate(self.conv_features):
-      x = act(nn.Conv(features, (self.kernel_size,) * 2, strides=self.strides,
-                      padding=self.padding, kernel_init=init)(x))
+    for index, (features, size) in enumerate(zip(self.conv_features, self.kernel_sizes,
+                                                 strict=True)):
+      x = nn.Conv(features, (size, size), strides=self.strides, padding=self.padding,
+                  kernel_init=init)(x)
+      if index in self.batch_norm_after:
+        x = nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM,
+                         epsilon=BATCH_NORM_EPSILON)(x)
+      x = act(x)
       if index in self.pool_after:
         x = layers.max_pool_2x2(x)
+      if index in self.dropout_after:
         x = nn.Dropout(self.conv_dropout, deterministic=not train)(x)
-    x = x.reshape(x.shape[0], -1)
+    x = x.mean(axis=(1, 2)) if self.global_pool else x.reshape(x.shape[0], -1)
     for width in self.hidden:
       x = act(nn.Dense(width, kernel_init=init)(x))
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
