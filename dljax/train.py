@@ -155,6 +155,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | Non
   test_start = time.perf_counter()
   test = evaluate(state, "test")
   test_seconds = time.perf_counter() - test_start
+  if task.analyze is not None:
+    outputs, examples = _gather_test(state, task, eval_data["test"], eval_batch_size)
+    if jax.process_index() == 0:
+      test.update(task.analyze(outputs, examples, workdir))
   results = {
       "best_validation": best and {
           "metric": stopping.metric, "mode": stopping.mode, "value": best["value"],
@@ -179,6 +183,23 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | Non
     plots.curves(writers.read_metrics(workdir), steps_per_epoch,
                  os.path.join(workdir, "curves.png"))
   return results
+
+
+def _gather_test(state, task: tasks.Task, test_data, batch_size: int):
+  """Per-example `eval_step` outputs and the test examples themselves, on the host, in order.
+
+  Reads the examples back from the eval batches, so it works for either input pipeline and for
+  any number of processes (each batch is gathered from all of them).
+  """
+  eval_step = jax.jit(task.eval_step)
+  outputs, examples = [], []
+  for batch, mask_B in test_data.eval_batches(batch_size):
+    batch_outputs, batch, mask_B = multihost_utils.process_allgather(
+        (eval_step(state, batch), batch, mask_B), tiled=True)
+    outputs.append({name: value[mask_B] for name, value in batch_outputs.items()})
+    examples.append({name: value[mask_B] for name, value in batch.items()})
+  concatenate = lambda parts: {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+  return concatenate(outputs), concatenate(examples)
 
 
 def _update_early_stopping(meta: dict, validation: dict[str, float], step: int,

@@ -3,6 +3,11 @@
     init(rng, example_batch) -> state                 state: any pytree with a `.params` field
     train_step(state, batch, rng) -> (state, metrics) metrics: scalar means over the batch
     eval_step(state, batch) -> metrics                metrics: per-example values, shape [B]
+    analyze(outputs, examples, workdir) -> metrics    optional, once, on the test split
+
+`analyze` sees every test example (numpy, in split order) with its per-example `eval_step`
+outputs, for what means cannot say (medians, percentiles, histograms, the worst predictions);
+it may write PNGs into the workdir and returns extra test metrics for results.json.
 
 The trainer jits and shards them, feeds batches, averages metrics, evaluates, stops early,
 checkpoints and writes results; it assumes no particular model, optimiser or loss, so a GAN
@@ -14,6 +19,7 @@ from typing import Any, NamedTuple
 
 import jax
 import ml_collections
+import numpy as np
 
 from dljax.data import Splits
 from dljax.registry import lookup
@@ -28,6 +34,8 @@ class Task(NamedTuple):
   init: Callable[[jax.Array, Batch], State]
   train_step: Callable[[State, Batch, jax.Array], tuple[State, Metrics]]
   eval_step: Callable[[State, Batch], Metrics]
+  analyze: Callable[[dict[str, np.ndarray], dict[str, np.ndarray], str], dict[str, float]] | None = (
+      None)
 
 
 # name -> build(config, data, total_steps) -> Task
