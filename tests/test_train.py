@@ -261,3 +261,20 @@ def test_missing_data_names_the_prepare_command(tmp_path):
   assert result.returncode == 2
   assert "python -m dljax.data prepare mnist" in result.stderr, result.stderr
   assert sys.executable  # the subprocess ran the same interpreter
+
+
+def test_early_stopping_stops_and_tests_the_best_state(tiny_mnist_dir, tmp_path):
+  # Validation loss falls as the model learns, so with mode='max' the first evaluation stays the
+  # best: the run must stop after `patience` more evaluations and test the first one's params.
+  config = smoke_config(**{
+      "data.dir": tiny_mnist_dir, "num_epochs": 20.0, "early_stopping.metric": "loss",
+      "early_stopping.mode": "max", "early_stopping.patience": 2,
+      "early_stopping.restore_best": True})
+  results = train.run(config, str(tmp_path))
+  steps_per_epoch = 512 // 64
+  assert results["stopped_early"]
+  assert results["steps"] == 3 * steps_per_epoch
+  assert results["best_validation"]["step"] == steps_per_epoch
+  assert results["tested_step"] == steps_per_epoch
+  validation = [r for r in read_jsonl(str(tmp_path)) if r["split"] == "validation"]
+  assert results["test"]["loss"] == pytest.approx(validation[0]["loss"])  # validation = test
