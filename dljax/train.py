@@ -39,10 +39,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | Non
   config_lib.validate(config)
   mesh = sharding.make_mesh()
   splits = data.load(config.data, config.seed)
-  train_data = pipeline.OnDevice(splits.train, mesh)
-  eval_data = {name: pipeline.OnDevice(arrays, mesh)
-               for name, arrays in (("validation", splits.validation), ("test", splits.test))
-               if arrays is not None}
+  train_data = pipeline.make(splits.train, mesh, config.data)
+  eval_data = {name: pipeline.make(split, mesh, config.data)
+               for name, split in (("validation", splits.validation), ("test", splits.test))
+               if split is not None}
   batch_size = config.batch_size
   eval_batch_size = config.eval_batch_size or batch_size
   steps_per_epoch = train_data.num_examples // batch_size

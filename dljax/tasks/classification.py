@@ -9,12 +9,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from flax import struct
 
 from dljax import models, optim
-from dljax.data import Splits, augment
+from dljax.data import Split, Splits, augment, channel_stats
 from dljax.errors import ConfigError
 
 
@@ -40,12 +39,11 @@ LOSSES = {
 }
 
 
-def _standardizer(config: ml_collections.ConfigDict, train_images: np.ndarray):
+def _standardizer(config: ml_collections.ConfigDict, train: Split):
   """uint8 images -> float32 in [0, 1], or standardised by the train split's channel statistics."""
   if config.normalize == "none":
     return lambda images: images.astype(jnp.float32) / 255.0
-  pixels_C = train_images.reshape(-1, train_images.shape[-1]).astype(np.float64) / 255.0
-  mean_C, std_C = pixels_C.mean(axis=0), pixels_C.std(axis=0)
+  mean_C, std_C = (stat_C / 255.0 for stat_C in channel_stats(train, "image"))
   return lambda images: (images.astype(jnp.float32) / 255.0 - mean_C) / std_C
 
 
@@ -57,7 +55,7 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int):
   model = models.build(config.model)
   tx = optim.make_optimizer(config.optimizer, total_steps)
   loss_fn = LOSSES[config.loss]
-  standardize = _standardizer(config.data, data.train["image"])
+  standardize = _standardizer(config.data, data.train)
   augment_args = config.data.augment.to_dict()
 
   def init(rng, batch):
