@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from dljax.data import tfds_io
+from dljax.data import clocks, tfds_io
 from dljax.errors import ConfigError, DataError
 from dljax.registry import lookup
 
@@ -47,6 +47,7 @@ DATASETS = {
     "mnist": functools.partial(_tfds_loader, "mnist"),
     "fashion_mnist": functools.partial(_tfds_loader, "fashion_mnist"),
     "cifar10": functools.partial(_tfds_loader, "cifar10"),
+    "clocks": clocks.load,
 }
 
 VALIDATION_MODES = ("test", "first", "last", "random", "none")

@@ -1,19 +1,24 @@
 """Data set tools: `python -m dljax.data SUBCOMMAND ...`; `--help` lists the subcommands.
 
 prepare NAME --from DIR [--data_dir OUT]: writes TFDS data set NAME (mnist, fashion_mnist,
-cifar10) from its original files in DIR, without internet, into OUT (default: $DLJAX_DATA_DIR,
-else ~/tensorflow_datasets).
+cifar10; clocks: the course's images.npy and labels.npy) from its original files in DIR, without
+internet, into OUT (default: $DLJAX_DATA_DIR, else ~/tensorflow_datasets).
 
-A data error (missing or corrupt files, ...) prints one line and exits with status 1.
+show clocks [--size 64 --difficulty 1 --seed 0 --count 32 --out clocks.png]: writes a PNG grid
+of the first clocks of a rendered clocks data set, titled with their times.
+
+A data error (missing or corrupt files, ...) or a bad value (a clock size < 8, ...) prints one
+line and exits with status 1.
 """
 
 import argparse
 import dataclasses
+import functools
 import sys
 from collections.abc import Callable
 
-from dljax.data import prepare, raw
-from dljax.errors import DataError
+from dljax.data import clock_render, clocks, prepare, raw
+from dljax.errors import ConfigError, DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,23 +28,46 @@ class Subcommand:
   run: Callable[[argparse.Namespace], None]
 
 
+# name -> prepare(source_dir, data_dir): the TFDS catalogue's data sets; the clocks' course files.
+PREPARERS = {**{name: functools.partial(prepare.prepare, name) for name in raw.ORIGINALS},
+             clocks.NAME: clocks.prepare_course}
+
+
 def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("name", choices=sorted(raw.ORIGINALS), help="TFDS data set to prepare")
+  parser.add_argument("name", choices=sorted(PREPARERS), help="TFDS data set to prepare")
   parser.add_argument(
       "--from", dest="source_dir", required=True, metavar="DIR",
       help="directory with the original files: the four IDX .gz files for mnist and "
-           "fashion_mnist, cifar10-train-1..5.npz and cifar10-test.npz for cifar10")
+           "fashion_mnist, cifar10-train-1..5.npz and cifar10-test.npz for cifar10, "
+           "images.npy and labels.npy for clocks")
   parser.add_argument("--data_dir", metavar="OUT",
                       help="TFDS data directory (default: $DLJAX_DATA_DIR, else the TFDS default)")
 
 
 def _prepare(args: argparse.Namespace) -> None:
-  prepare.prepare(args.name, args.source_dir, args.data_dir)
+  PREPARERS[args.name](args.source_dir, args.data_dir)
+
+
+def _show_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("name", choices=[clocks.NAME], help="data set to show")
+  parser.add_argument("--size", type=int, default=clock_render.DEFAULT_SIZE,
+                      help="image size in pixels")
+  parser.add_argument("--difficulty", type=float, default=1.0,
+                      help="0 = one clean clock style, 1 = the full variety")
+  parser.add_argument("--seed", type=int, default=0, help="which data set")
+  parser.add_argument("--count", type=int, default=32, help="clocks to show")
+  parser.add_argument("--out", default="clocks.png", help="PNG file to write")
+
+
+def _show(args: argparse.Namespace) -> None:
+  clocks.show(args.out, args.size, args.difficulty, args.seed, args.count)
 
 
 SUBCOMMANDS = {
     "prepare": Subcommand("prepare a TFDS data set offline from its original files",
                           _prepare_arguments, _prepare),
+    "show": Subcommand("write a PNG grid of a data set's first examples", _show_arguments,
+                       _show),
 }
 
 
@@ -54,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   try:
     SUBCOMMANDS[args.command].run(args)
-  except DataError as error:
+  except (ConfigError, DataError) as error:
     print(f"{parser.prog}: error: {error}", file=sys.stderr)
     return 1
   return 0
