@@ -29,3 +29,19 @@ def get_config(arg: str | None = None):
     config.num_epochs = 2.0
     config.log_every_steps = 4
   return config.lock()
+
+
+def sweep_optimizers():
+  r"""Leiden one-factor study: the optimiser, each at Keras' default learning rate.
+
+      python -m launch.sweep --config=configs/mnist_mlp.py --sweep=optimizers \
+          --workdir=runs/mnist_mlp_optimizers
+  """
+  for name, learning_rate in (("sgd", 0.01), ("rmsprop", 1e-3), ("adam", 1e-3), ("nadam", 1e-3)):
+    yield {"optimizer.name": name, "optimizer.learning_rate": learning_rate}
+
+
+def sweep_dropout():
+  """Leiden one-factor study: the dropout rate after each hidden layer (the recipe has 0.2)."""
+  for rate in (0.0, 0.2, 0.5, 0.9):
+    yield {"model.dropout": rate}

@@ -1,0 +1,311 @@
+r"""Runs a sweep: each trial of a config file's `sweep_NAME()` trains in its own workdir.
+
+    python -m launch.sweep --config=configs/mnist_mlp.py --sweep=optimizers \
+        --workdir=runs/mlp_optimizers [--parallel=N] [--executor=slurm ...] [--dry_run] \
+        [--config.KEY=VALUE ...]
+
+Trial `T` trains in `WORKDIR/T/` as `python -m dljax.main --config=... --config.KEY=VALUE ...`
+(its output goes to `WORKDIR/T/train.log`); `--config.KEY=VALUE` flags given here apply to every
+trial. Locally the trials run one after another, or N at a time with `--parallel=N`, each
+process then seeing one device (CUDA_VISIBLE_DEVICES). `--executor=slurm` submits them as one
+SLURM job array through submitit (`pip install -e '.[slurm]'`), at most `--parallel` at a time.
+
+Every trial is validated (config argument, overrides, `config_lib.validate`) before any starts;
+a mistake stops the sweep with one line naming the trial and the key (exit code 2). Running the
+same command again skips finished trials (results.json present) and resumes interrupted ones
+from their checkpoints. WORKDIR/sweep.json records the sweep; a local sweep ends by writing its
+report (`python -m dljax.report WORKDIR`).
+
+Trials run as subprocesses rather than in this process: each gets a fresh JAX runtime and its
+own device memory, a crash or a kill ends one trial and not the sweep, and the same command
+runs unchanged in a SLURM job.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import queue
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from concurrent import futures
+from typing import Any
+
+import jax
+
+from dljax import config_lib, report
+from dljax.errors import ConfigError
+from launch import sweeps
+
+OVERRIDE_PREFIX = "--config."
+LOG_FILE = "train.log"
+SWEEP_PREFIX = "sweep_"
+
+
+class TrialError(RuntimeError):
+  """A trial's process failed; the message names the trial, its exit code and its last words."""
+
+
+def load_sweep(path: str, name: str) -> dict[str, sweeps.Trial]:
+  """The trials of `sweep_NAME()` in the Python file `path`, by trial name."""
+  if not os.path.isfile(path):
+    raise ConfigError(f"{path}: no such file")
+  spec = importlib.util.spec_from_file_location(
+      f"dljax_sweeps_{os.path.splitext(os.path.basename(path))[0]}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  available = sorted(key.removeprefix(SWEEP_PREFIX) for key in vars(module)
+                     if key.startswith(SWEEP_PREFIX) and callable(getattr(module, key)))
+  if not callable(getattr(module, SWEEP_PREFIX + name, None)):
+    raise ConfigError(f"--sweep={name}: {path} has no {SWEEP_PREFIX}{name}(); its sweeps: "
+                      f"{', '.join(available) or 'none'}")
+  try:
+    trials = sweeps.named(getattr(module, SWEEP_PREFIX + name)())
+  except ValueError as error:
+    raise ConfigError(f"{SWEEP_PREFIX}{name}(): {error}") from None
+  if not trials:
+    raise ConfigError(f"{SWEEP_PREFIX}{name}() in {path} gave no trials")
+  return trials
+
+
+def config_spec(spec: str, overrides: Mapping[str, Any]) -> str:
+  """'path[:arg]' with the trial's 'config_arg' appended to the arg, e.g. 'x.py:smoke,aug=light'."""
+  path, _, arg = spec.partition(":")
+  arg = ",".join(filter(None, (arg, overrides.get(sweeps.CONFIG_ARG, ""))))
+  return f"{path}:{arg}" if arg else path
+
+
+def override_texts(common: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, str]:
+  """The `--config.KEY=VALUE` pairs of a trial: the sweep-wide ones, then the trial's own."""
+  trial = {key: sweeps.value_text(value) for key, value in overrides.items()
+           if key != sweeps.CONFIG_ARG}
+  if both := sorted(common.keys() & trial.keys()):
+    raise ConfigError(f"config.{both[0]}: set both by --config.{both[0]} and by the sweep")
+  return {**common, **trial}
+
+
+def validate(spec: str, common: Mapping[str, str], trials: Mapping[str, sweeps.Trial]) -> None:
+  """Builds every trial's config as `dljax.main` will, so a mistake stops the sweep up front."""
+  for name, overrides in trials.items():
+    try:
+      config = config_lib.load(config_spec(spec, overrides))
+      for key, text in override_texts(common, overrides).items():
+        config_lib.override(config, key, text)
+      config_lib.validate(config)
+    except ConfigError as error:
+      raise ConfigError(f"trial {name}: {error}") from None
+
+
+def trial_command(spec: str, common: Mapping[str, str], overrides: Mapping[str, Any],
+                  workdir: str) -> list[str]:
+  """The `python -m dljax.main` command line of one trial, with absolute paths."""
+  path, colon, arg = spec.partition(":")
+  spec = config_spec(os.path.abspath(path) + colon + arg, overrides)
+  return [sys.executable, "-m", "dljax.main", f"--config={spec}",
+          f"--workdir={os.path.abspath(workdir)}",
+          *(f"{OVERRIDE_PREFIX}{key}={text}"
+            for key, text in override_texts(common, overrides).items())]
+
+
+def plan(spec: str, common: Mapping[str, str], trials: Mapping[str, sweeps.Trial],
+         sweep_dir: str) -> list[dict[str, Any]]:
+  """Each trial's name, overrides, workdir (SWEEP_DIR/NAME) and command line."""
+  return [{"name": name, "overrides": overrides, "workdir": os.path.join(sweep_dir, name),
+           "command": trial_command(spec, common, overrides, os.path.join(sweep_dir, name))}
+          for name, overrides in trials.items()]
+
+
+def run_trial(command: list[str], workdir: str, device: str | None = None) -> dict | None:
+  """Runs one trial's command, its output appended to WORKDIR/train.log; returns its results.
+
+  This is what each SLURM array job runs, and what the local runner runs for each trial.
+  `device` restricts the process to one GPU (CUDA_VISIBLE_DEVICES). Returns results.json's
+  contents, or None if the trial stopped on SIGTERM after a checkpoint (run it again to resume).
+  Raises TrialError if the process failed.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  log_path = os.path.join(workdir, LOG_FILE)
+  env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": device} if device is not None else {}))
+  with open(log_path, "a") as log:
+    code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+  if code != 0:
+    with open(log_path) as log:
+      last = next((line.strip() for line in reversed(log.readlines()) if line.strip()), "")
+    raise TrialError(f"{os.path.basename(workdir)}: exit code {code}: {last} (log: {log_path})")
+  results_path = os.path.join(workdir, report.RESULTS_FILE)
+  if not os.path.exists(results_path):
+    return None
+  with open(results_path) as f:
+    return json.load(f)
+
+
+def status(workdir: str) -> str:
+  """'finished' (results.json is there), 'interrupted' (checkpoints to resume from) or 'new'."""
+  if os.path.exists(os.path.join(workdir, report.RESULTS_FILE)):
+    return "finished"
+  return "interrupted" if os.path.isdir(os.path.join(workdir, "checkpoints")) else "new"
+
+
+def check_sweep_file(workdir: str, record: dict[str, Any]) -> None:
+  """Refuses a workdir whose sweep.json holds a different sweep.
+
+  Trials may be added to a sweep between runs, but the config, sweep and sweep-wide overrides
+  must stay: a finished trial of another config would otherwise be taken as done.
+  """
+  path = os.path.join(workdir, report.SWEEP_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    old = json.load(f)
+  if changed := [key for key in record if key != "trials" and old.get(key) != record[key]]:
+    raise ConfigError(f"{path} holds a sweep with {changed[0]}={old.get(changed[0])!r}, not "
+                      f"{record[changed[0]]!r}; use the same or another --workdir")
+
+
+def write_json(path: str, value: Any) -> None:
+  """Writes atomically: an interrupted write leaves the old file or the new one."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(value, f, indent=2)
+  os.replace(path + ".tmp", path)
+
+
+def run_local(runs: list[dict[str, Any]], parallel: int) -> list[str]:
+  """Runs the trials, `parallel` processes at a time; returns the names of those that failed.
+
+  With `parallel` > 1 each process sees one device: the i-th of CUDA_VISIBLE_DEVICES (or i).
+  """
+  visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+  devices = visible.split(",") if visible else [str(i) for i in range(parallel)]
+  if parallel > len(devices):
+    raise ConfigError(f"--parallel={parallel}: CUDA_VISIBLE_DEVICES={visible} has "
+                      f"{len(devices)} devices")
+  free = queue.SimpleQueue()
+  for device in devices[:parallel]:
+    free.put(device if parallel > 1 else None)
+
+  def run(index: int, trial: dict[str, Any]) -> str | None:
+    device = free.get()
+    label = f"[{index + 1}/{len(runs)}] {trial['name']}"
+    print(f"{label}: started" + (f" on device {device}" if device else ""), flush=True)
+    start = time.perf_counter()
+    try:
+      results = run_trial(trial["command"], trial["workdir"], device)
+    except TrialError as error:
+      print(f"{label}: failed: {error}", flush=True)
+      return trial["name"]
+    finally:
+      free.put(device)
+    outcome = "done" if results else "stopped by SIGTERM; run again to resume"
+    print(f"{label}: {outcome} in {time.perf_counter() - start:.0f} s", flush=True)
+    return None
+
+  with futures.ThreadPoolExecutor(parallel) as pool:
+    return [name for name in pool.map(run, range(len(runs)), runs) if name]
+
+
+def slurm_executor(folder: str, *, partition: str | None, time_min: int, gpus: int, cpus: int,
+                   mem_gb: float | None, parallel: int | None, cluster: str = "slurm"):
+  """A submitit executor for SLURM job arrays; `cluster='local'` runs the jobs on this machine."""
+  try:
+    import submitit  # optional: only the SLURM path needs it
+  except ImportError:
+    raise ConfigError("--executor=slurm needs submitit: pip install -e '.[slurm]'") from None
+  try:
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+  except RuntimeError as error:  # e.g. no srun: not on a SLURM cluster
+    raise ConfigError(f"--executor=slurm: {error}") from None
+  executor.update_parameters(
+      name="dljax_sweep", timeout_min=time_min, gpus_per_node=gpus, cpus_per_task=cpus,
+      mem_gb=mem_gb, slurm_partition=partition, slurm_array_parallelism=parallel)
+  return executor
+
+
+def submit(runs: list[dict[str, Any]], executor) -> list:
+  """Submits the trials as one job array of `run_trial` calls; returns submitit's jobs."""
+  return executor.map_array(run_trial, [r["command"] for r in runs], [r["workdir"] for r in runs])
+
+
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str], argparse.ArgumentParser]:
+  parser = argparse.ArgumentParser(prog="python -m launch.sweep", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--config", required=True, help="config file[:arg], as for dljax.main")
+  parser.add_argument("--sweep", required=True, help="NAME of a function sweep_NAME()")
+  parser.add_argument("--sweep_file", help="Python file defining sweep_NAME() (default: --config)")
+  parser.add_argument("--workdir", required=True, help="the sweep dir: one subdir per trial")
+  parser.add_argument("--executor", choices=("local", "slurm"), default="local")
+  parser.add_argument("--parallel", type=int, help="trials at once (local default: 1; slurm: "
+                      "array parallelism, default: no limit)")
+  parser.add_argument("--dry_run", action="store_true", help="validate and list; run nothing")
+  slurm = parser.add_argument_group("slurm")
+  slurm.add_argument("--partition")
+  slurm.add_argument("--time_min", type=int, default=240, help="time limit per trial, minutes")
+  slurm.add_argument("--gpus", type=int, default=1, help="GPUs per trial")
+  slurm.add_argument("--cpus", type=int, default=8, help="CPUs per trial")
+  slurm.add_argument("--mem_gb", type=float, help="memory per trial (default: the partition's)")
+  args, rest = parser.parse_known_args(argv)
+  common = {}
+  for item in rest:
+    key, has_value, text = item.removeprefix(OVERRIDE_PREFIX).partition("=")
+    if not item.startswith(OVERRIDE_PREFIX) or not has_value:
+      parser.exit(2, f"{parser.prog}: error: {item}: expected --config.KEY=VALUE\n")
+    common[key] = text
+  if args.parallel is not None and args.parallel < 1:
+    parser.exit(2, f"{parser.prog}: error: --parallel={args.parallel}: must be >= 1\n")
+  return args, common, parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Validates and runs (or submits) the sweep in `argv` (default: sys.argv[1:]); exit status."""
+  args, common, parser = _parse(sys.argv[1:] if argv is None else argv)
+  # This process only validates configs; on a GPU machine it must not hold the memory (JAX
+  # preallocates most of it) that its trials need. The trials themselves inherit no such setting.
+  jax.config.update("jax_platforms", "cpu")
+  try:
+    trials = load_sweep(args.sweep_file or args.config.partition(":")[0], args.sweep)
+    validate(args.config, common, trials)
+    runs = plan(args.config, common, trials, args.workdir)
+    record = {"config": args.config, "sweep": args.sweep, "sweep_file": args.sweep_file,
+              "overrides": common,
+              "trials": [{"name": r["name"], "overrides": r["overrides"]} for r in runs]}
+    check_sweep_file(args.workdir, record)
+    statuses = [status(r["workdir"]) for r in runs]
+    pending = [r for r, s in zip(runs, statuses, strict=True) if s != "finished"]
+    print(f"{len(runs)} trials: " + ", ".join(f"{statuses.count(s)} {s}" for s in (
+        "finished", "interrupted", "new")), flush=True)
+    if args.dry_run:
+      for r, s in zip(runs, statuses, strict=True):
+        print(f"{s:>11}  {shlex.join(r['command'])}")
+      return 0
+    executor = slurm_executor(
+        os.path.join(args.workdir, "slurm", "%j"), partition=args.partition,
+        time_min=args.time_min, gpus=args.gpus, cpus=args.cpus, mem_gb=args.mem_gb,
+        parallel=args.parallel) if args.executor == "slurm" else None
+    write_json(os.path.join(args.workdir, report.SWEEP_FILE), record)
+    if executor is not None:
+      try:
+        jobs = submit(pending, executor) if pending else []
+      except RuntimeError as error:  # sbatch refused the array: its message says why
+        print(f"{parser.prog}: error: submitting to SLURM: {error}", file=sys.stderr)
+        return 1
+      print(f"submitted {len(jobs)} jobs {' '.join(job.job_id for job in jobs)}; when they are "
+            f"done: python -m dljax.report {args.workdir}")
+      return 0
+    failed = run_local(pending, args.parallel or 1)
+  except ConfigError as error:
+    print(f"{parser.prog}: error: {error}", file=sys.stderr)
+    return 2
+  try:
+    print(f"wrote {', '.join(report.write_sweep(args.workdir))}")
+  except ValueError as error:
+    print(f"{parser.prog}: no report: {error}", file=sys.stderr)
+  if failed:
+    print(f"{len(failed)} trials failed: {', '.join(failed)}", file=sys.stderr)
+  return 1 if failed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

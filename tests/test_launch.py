@@ -1,0 +1,289 @@
+"""Sweeps: expansion and names, the launcher end to end (local and via submitit), the report."""
+
+import csv
+import json
+import os
+import random
+import re
+import shutil
+
+import pytest
+
+from dljax import report
+from launch import sweep, sweeps
+from tests.conftest import REPO
+
+SMOKE = os.path.join(REPO, "configs/mnist_mlp.py:smoke")
+# Three trials, one factor at a time around the recipe's RMSprop and dropout 0.2.
+SWEEP_FILE = """
+from launch import sweeps
+
+def sweep_three():
+  return sweeps.one_factor({"optimizer.name": "rmsprop", "model.dropout": 0.2},
+                           **{"optimizer.name": ["sgd"], "model.dropout": [0.2, 0.0]})
+
+def sweep_bad():
+  return sweeps.chain(sweeps.grid(**{"model.dropout": [0.1]}),
+                      sweeps.grid(**{"optimizer.learnin_rate": [0.1]}))
+"""
+TRIALS = ("optimizer.name=rmsprop,model.dropout=0.2", "optimizer.name=sgd,model.dropout=0.2",
+          "optimizer.name=rmsprop,model.dropout=0.0")
+
+
+# Expansion and names. ------------------------------------------------------------------------
+
+def test_grid_is_the_product_last_axis_fastest():
+  trials = sweeps.grid(**{"optimizer.name": ["sgd", "adam"], "model.dropout": [0.0, 0.2, 0.5]})
+  assert len(trials) == 6
+  assert trials[:3] == [{"optimizer.name": "sgd", "model.dropout": d} for d in (0.0, 0.2, 0.5)]
+  assert {(t["optimizer.name"], t["model.dropout"]) for t in trials} == {
+      (o, d) for o in ("sgd", "adam") for d in (0.0, 0.2, 0.5)}
+
+
+def test_one_factor_includes_the_reference_once():
+  reference = {"optimizer.name": "rmsprop", "model.dropout": 0.2}
+  trials = sweeps.one_factor(reference, **{"optimizer.name": ["sgd", "rmsprop", "adam"],
+                                           "model.dropout": [0.0, 0.2, 0.5]})
+  assert trials[0] == reference
+  assert trials.count(reference) == 1
+  assert trials[1:] == [{"optimizer.name": "sgd", "model.dropout": 0.2},
+                        {"optimizer.name": "adam", "model.dropout": 0.2},
+                        {"optimizer.name": "rmsprop", "model.dropout": 0.0},
+                        {"optimizer.name": "rmsprop", "model.dropout": 0.5}]
+  with pytest.raises(ValueError, match="'seed' has alternatives but no reference value"):
+    sweeps.one_factor(reference, seed=[1, 2])
+
+
+def test_zip_and_chain():
+  trials = sweeps.zip_(**{"optimizer.name": ["sgd", "adam"], "optimizer.learning_rate": [0.01,
+                                                                                         1e-3]})
+  assert trials == [{"optimizer.name": "sgd", "optimizer.learning_rate": 0.01},
+                    {"optimizer.name": "adam", "optimizer.learning_rate": 1e-3}]
+  assert sweeps.chain(trials, [{"seed": 1}]) == [*trials, {"seed": 1}]
+  with pytest.raises(ValueError, match="axes of different lengths"):
+    sweeps.zip_(a=[1, 2], b=[1])
+
+
+def test_random_search_is_deterministic_per_seed_and_in_range():
+  distributions = {"optimizer.learning_rate": (1e-4, 1e-1, "log"),
+                   "model.dropout": (0.0, 0.5, "linear"),
+                   "optimizer.name": lambda rng: rng.choice(["sgd", "adam"])}
+  first = sweeps.random_search(0, 20, **distributions)
+  assert first == sweeps.random_search(0, 20, **distributions)
+  assert first != sweeps.random_search(1, 20, **distributions)
+  assert all(1e-4 <= t["optimizer.learning_rate"] <= 1e-1 and 0 <= t["model.dropout"] <= 0.5
+             and t["optimizer.name"] in ("sgd", "adam") for t in first)
+  assert all(type(t["optimizer.learning_rate"]) is float for t in first)  # plain, readable
+  with pytest.raises(ValueError, match="expected a callable or"):
+    sweeps.random_search(0, 1, lr=(1e-4, 1e-1, "exp"))
+
+
+def test_names_are_readable_filesystem_safe_and_unique():
+  assert sweeps.trial_name({"optimizer.name": "adam", "optimizer.learning_rate": 1e-3}) == (
+      "optimizer.name=adam,optimizer.learning_rate=0.001")
+  assert sweeps.trial_name({"config_arg": "smoke,aug=light"}) == "config_arg=smoke,aug=light"
+  assert sweeps.trial_name({}) == "default"
+  rng = random.Random(0)
+  awkward = [{"model.hidden": (256, 256)}, {"model.hidden": [256, 256]}, {"data.dir": "/a b/c"},
+             {"data.dir": "/a_b/c"}, {"x": "y" * 300}, {"x": "y" * 301},
+             *({"data.dir": "".join(rng.choice("/\\:*?\"<>| .é") for _ in range(8))}
+               for _ in range(30))]
+  names = sweeps.named(awkward)
+  assert len(names) == len(awkward)
+  for name in names:
+    assert len(name) <= sweeps.MAX_NAME_LENGTH
+    assert set(name) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.,=+-")
+  assert sweeps.trial_name({"model.hidden": (256, 256)}).startswith("model.hidden=256,256-")
+  with pytest.raises(ValueError, match=re.escape("two trials are named 'model.dropout=0.5'")):
+    sweeps.named([{"model.dropout": 0.5}, {"model.dropout": "0.5"}])
+
+
+def test_config_arg_is_appended_to_the_config_argument():
+  assert sweep.config_spec("c.py:smoke", {"config_arg": "aug=light"}) == "c.py:smoke,aug=light"
+  assert sweep.config_spec("c.py", {"config_arg": "aug=light"}) == "c.py:aug=light"
+  assert sweep.config_spec("c.py", {"seed": 1}) == "c.py"
+
+
+def test_the_mnist_mlp_sweeps_validate():
+  for name, count in (("optimizers", 4), ("dropout", 4)):
+    trials = sweep.load_sweep(os.path.join(REPO, "configs/mnist_mlp.py"), name)
+    assert len(trials) == count
+    sweep.validate(SMOKE, {}, trials)
+
+
+# The launcher. -------------------------------------------------------------------------------
+
+@pytest.fixture
+def sweep_file(tmp_path):
+  path = tmp_path / "sweeps.py"
+  path.write_text(SWEEP_FILE)
+  return str(path)
+
+
+def launch(sweep_file: str, workdir, *args: str, sweep_name: str = "three") -> int:
+  return sweep.main([f"--config={SMOKE}", f"--sweep={sweep_name}", f"--sweep_file={sweep_file}",
+                     f"--workdir={workdir}", *args])
+
+
+def test_unknown_sweep_lists_the_sweeps_in_one_line(sweep_file, tmp_path, capsys):
+  assert launch(sweep_file, tmp_path / "s", sweep_name="nope") == 2
+  error = capsys.readouterr().err
+  assert error.count("\n") == 1
+  assert f"--sweep=nope: {sweep_file} has no sweep_nope(); its sweeps: bad, three" in error
+
+
+def test_a_bad_override_stops_the_sweep_before_any_trial(sweep_file, tmp_path, capsys):
+  assert launch(sweep_file, tmp_path / "s", sweep_name="bad") == 2
+  error = capsys.readouterr().err
+  assert error.count("\n") == 1
+  assert ("error: trial optimizer.learnin_rate=0.1: config.optimizer.learnin_rate: unknown key"
+          in error)
+  assert not (tmp_path / "s").exists()  # the valid first trial did not start either
+  assert launch(sweep_file, tmp_path / "s", "--config.model.dropout=0.1") == 2
+  assert "config.model.dropout: set both by --config.model.dropout and by the sweep" in (
+      capsys.readouterr().err)
+
+
+@pytest.fixture(scope="module")
+def trial_env(tmp_path_factory):
+  """Trials (subprocesses) run on the CPU and share a compilation cache: half their time."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("JAX_PLATFORMS", "cpu")
+    patch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax_cache")))
+    patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    yield
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tiny_mnist_dir, tmp_path_factory, trial_env):
+  """The three-trial sweep of the smoke config run locally, two trials at a time."""
+  root = tmp_path_factory.mktemp("sweep")
+  (root / "sweeps.py").write_text(SWEEP_FILE)
+  assert launch(str(root / "sweeps.py"), root / "sweep", "--parallel=2",
+                f"--config.data.dir={tiny_mnist_dir}", "--config.model.hidden=(32,)") == 0
+  return root
+
+
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def test_local_sweep_trains_each_trial_in_its_workdir_and_reports(finished_sweep):
+  sweep_dir = finished_sweep / "sweep"
+  record = read_json(sweep_dir / "sweep.json")
+  assert record["config"] == SMOKE and record["sweep"] == "three"
+  assert [t["name"] for t in record["trials"]] == list(TRIALS)
+  assert record["trials"][1]["overrides"] == {"optimizer.name": "sgd", "model.dropout": 0.2}
+  for name, trial in zip(TRIALS, record["trials"], strict=True):
+    config = read_json(sweep_dir / name / "config.json")["config"]
+    assert config["optimizer"]["name"] == trial["overrides"]["optimizer.name"]
+    assert config["model"]["dropout"] == trial["overrides"]["model.dropout"]
+    assert config["model"]["hidden"] == [32]  # the sweep-wide override
+    assert (sweep_dir / name / "results.json").exists()
+    assert (sweep_dir / name / "train.log").exists()
+  rows = read_json(sweep_dir / "report.json")
+  assert sorted(r["trial"] for r in rows) == sorted(TRIALS)
+  assert [r["rank"] for r in rows] == [1, 2, 3]
+  values = [r["best_validation"] for r in rows]
+  assert values == sorted(values, reverse=True)  # accuracy: higher is better
+  assert (sweep_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+  assert all(name in (sweep_dir / "report.md").read_text() for name in TRIALS)
+
+
+def test_rerun_skips_finished_trials_and_resumes_the_others_via_submitit(
+    finished_sweep, tiny_mnist_dir, tmp_path, trial_env):
+  # A copy of the sweep in which one trial lost its results.json: as if killed after its last
+  # checkpoint. Submitted through submitit's local executor, standing in for SLURM, only that
+  # trial runs again, and it resumes instead of starting over.
+  sweep_dir = tmp_path / "sweep"
+  shutil.copytree(finished_sweep / "sweep", sweep_dir)
+  (sweep_dir / TRIALS[1] / "results.json").unlink()
+  logs = {name: (sweep_dir / name / "train.log").read_text() for name in TRIALS}
+  common = {"data.dir": tiny_mnist_dir, "model.hidden": "(32,)"}
+  trials = sweep.load_sweep(str(finished_sweep / "sweeps.py"), "three")
+  runs = sweep.plan(SMOKE, common, trials, str(sweep_dir))
+  assert [sweep.status(run["workdir"]) for run in runs] == ["finished", "interrupted", "finished"]
+  pending = [runs[1]]
+  executor = sweep.slurm_executor(str(tmp_path / "submitit" / "%j"), partition="gpu",
+                                  time_min=5, gpus=0, cpus=1, mem_gb=None, parallel=None,
+                                  cluster="local")
+  [job] = sweep.submit(pending, executor)
+  results = job.result()
+  assert results == read_json(sweep_dir / TRIALS[1] / "results.json")
+  original = read_json(finished_sweep / "sweep" / TRIALS[1] / "results.json")
+  assert results["train_seconds"] == original["train_seconds"]  # restored, not trained again
+  assert results["test"] == original["test"]
+  resumed_log = (sweep_dir / TRIALS[1] / "train.log").read_text()
+  assert resumed_log.startswith(logs[TRIALS[1]]) and len(resumed_log) > len(logs[TRIALS[1]])
+
+  # Everything is finished now: the local launcher runs nothing and rewrites the report. (No
+  # capsys here: importing submitit reconfigures logging, which closes absl's handler's stream
+  # if it is not the sys.stderr of that moment.)
+  (sweep_dir / "report.json").unlink()
+  assert launch(str(finished_sweep / "sweeps.py"), sweep_dir,
+                *(f"--config.{key}={value}" for key, value in common.items())) == 0
+  assert {name: (sweep_dir / name / "train.log").read_text() for name in TRIALS} == {
+      **logs, TRIALS[1]: resumed_log}
+  assert [r["status"] for r in read_json(sweep_dir / "report.json")] == ["done"] * 3
+
+
+# The report. ---------------------------------------------------------------------------------
+
+def fake_run(workdir, value: float | None, mode: str = "max", finished: bool = True,
+             steps_per_epoch: int = 10) -> None:
+  """A workdir as the trainer leaves it, with a validation curve peaking at `value`."""
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump({"config": {}}, f)
+  with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+    for epoch in (1, 2, 3):
+      f.write(json.dumps({"step": epoch * steps_per_epoch, "split": "validation",
+                          "accuracy": value * epoch / 3, "loss": 1 / epoch}) + "\n")
+  if finished:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump({"best_validation": {"metric": "accuracy" if mode == "max" else "loss",
+                                     "mode": mode, "value": value, "step": 30, "epoch": 3.0,
+                                     "metrics": {}},
+                 "test": {"accuracy": value, "loss": 0.5}, "steps": 30, "epochs": 3.0,
+                 "train_seconds": 12.5, "parameters": 1234}, f)
+
+
+@pytest.mark.parametrize("mode, expected", [("max", ["b", "c", "a"]), ("min", ["a", "c", "b"])])
+def test_report_ranks_by_the_metric_mode_and_lists_unfinished(tmp_path, mode, expected):
+  sweep_dir = tmp_path / "sweep"
+  for name, value in (("a", 0.5), ("b", 0.9), ("c", 0.7)):
+    fake_run(str(sweep_dir / name), value, mode)
+  fake_run(str(sweep_dir / "running"), 0.99, mode, finished=False)
+  (sweep_dir / "slurm").mkdir()  # not a run: ignored
+  with open(sweep_dir / "sweep.json", "w") as f:
+    json.dump({"config": "c.py", "sweep": "s", "trials": [
+        {"name": "queued", "overrides": {"seed": 1}}, {"name": "a", "overrides": {"seed": 0}}]},
+        f)
+  assert report.main([str(sweep_dir)]) == 0
+
+  rows = read_json(sweep_dir / "report.json")
+  assert [r["trial"] for r in rows] == [*expected, "queued", "running"]
+  assert [r["rank"] for r in rows] == [1, 2, 3, None, None]
+  assert [r["status"] for r in rows[3:]] == ["not started", "unfinished"]
+  assert rows[4]["steps"] == 30 and rows[expected.index("a")]["overrides"] == {"seed": 0}
+  with open(sweep_dir / "report.csv") as f:
+    assert [r["trial"] for r in csv.DictReader(f)] == [r["trial"] for r in rows]
+  md = (sweep_dir / "report.md").read_text()
+  metric = "accuracy (max)" if mode == "max" else "loss (min)"
+  assert f"| # | trial | best validation {metric} | epoch | test accuracy | test loss |" in md
+  assert f"| 1 | {expected[0]} | {0.9 if mode == 'max' else 0.5:.4f} | 3.0 |" in md
+  assert "| - | queued | not started |" in md and "| - | running | unfinished (step 30) |" in md
+  assert "3 of 5 trials finished; 2 unfinished or not started." in md
+  assert (sweep_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_of_listed_workdirs_needs_out_and_one_metric(tmp_path, capsys):
+  fake_run(str(tmp_path / "x"), 0.8, "max")
+  fake_run(str(tmp_path / "y"), 0.3, "min")
+  assert report.main([str(tmp_path / "x"), str(tmp_path / "y")]) == 2
+  assert "--out is needed" in capsys.readouterr().err
+  assert report.main([str(tmp_path / "x"), str(tmp_path / "y"), "--out", str(tmp_path / "r")]) == 2
+  assert "different validation metrics: accuracy (max), loss (min)" in capsys.readouterr().err
+  assert report.main([str(tmp_path / "x"), "--out", str(tmp_path / "r")]) == 0
+  assert {p.name for p in (tmp_path / "r").iterdir()} == set(report.OUTPUTS)
