@@ -55,12 +55,8 @@ MOCK_EXAMPLES = 5_300
     ("configs/geron_mlp.py:smoke", KERAS_PARAMS["geron_mlp"]),
     ("configs/geron_cnn.py:smoke", KERAS_PARAMS["geron_cnn"]),
     # BatchNorm, conv dropout and augmentation all in the train step at once.
-    pytest.param(
-        "configs/cifar10_cnn.py:smoke,batchnorm,dropout=0.3,aug=aggressive",
-        KERAS_PARAMS["cifar10_cnn:batchnorm"] - 2 * (32 + 64),  # less the moving statistics
-        marks=pytest.mark.xfail(
-            raises=TypeError, strict=True,
-            reason="dljax.data loads CIFAR-10's string 'id' feature, which cannot go on device")),
+    ("configs/cifar10_cnn.py:smoke,batchnorm,dropout=0.3,aug=aggressive",
+     KERAS_PARAMS["cifar10_cnn:batchnorm"] - 2 * (32 + 64)),  # less the moving statistics
 ])
 def test_smoke_config_trains_end_to_end(spec, params, tmp_path):
   config = config_lib.load(os.path.join(REPO, spec))
