@@ -7,6 +7,7 @@ returns the config locked, so a misspelt override is an error instead of a silen
 import ast
 import importlib.util
 import os
+import types
 from typing import Any
 
 import jax
@@ -72,13 +73,17 @@ def _require(condition: bool, key: str, value, rule: str) -> None:
     raise ConfigError(f"config.{key}={value!r}: {rule}")
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises a one-line ConfigError for the first value that cannot work, before any training."""
+def validate(config: ml_collections.ConfigDict, device_count: int | None = None) -> None:
+  """Raises a one-line ConfigError for the first value that cannot work, before any training.
+
+  `device_count` is the number of devices the run will shard over (default: this process's
+  view, `jax.device_count()`); a launcher validating for other machines passes theirs.
+  """
   lookup(tasks.TASKS, config.task, "config.task", "task")
   lookup(models.MODELS, config.model.name, "config.model.name", "model")
   data.validate(config.data)
   optim.validate(config.optimizer)
-  devices = jax.device_count()
+  devices = device_count or jax.device_count()
   for key in ("batch_size", "eval_batch_size"):
     value = config[key]
     if key == "batch_size" or value:
@@ -98,16 +103,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
            "must be >= 0 (0 = never stop early)")
 
 
+def load_module(path: str) -> types.ModuleType:
+  """Imports the Python file `path` (a config or sweep file) as a module of its own."""
+  if not os.path.isfile(path):
+    raise ConfigError(f"{path}: no such file")
+  module_spec = importlib.util.spec_from_file_location(
+      f"dljax_config_{os.path.splitext(os.path.basename(path))[0]}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
 def load(spec: str) -> ml_collections.ConfigDict:
   """Loads 'path/to/config.py[:arg]' by calling the file's `get_config(arg)`."""
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise ConfigError(f"--config={spec}: no such file {path!r}")
-  module_spec = importlib.util.spec_from_file_location(
-      f"dljax_config_{os.path.splitext(os.path.basename(path))[0]}", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  return load_module(path).get_config(arg or None)
 
 
 def override(config: ml_collections.ConfigDict, key: str, value: Any) -> None:

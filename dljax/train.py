@@ -219,7 +219,8 @@ def _update_early_stopping(meta: dict, validation: dict[str, float], step: int,
 
 
 class _PreemptionFlag:
-  """True once SIGTERM has arrived, on every process at the same step.
+  """True once SIGTERM (or SIGUSR2, SLURM's time-limit warning as submitit asks for it) has
+  arrived, on every process at the same step.
 
   A single process just checks a flag its handler set. Several processes must agree on the step
   they checkpoint at (the save is collective), which JAX's preemption sync point arranges.
@@ -229,7 +230,8 @@ class _PreemptionFlag:
     self._received = False
     self._multi_process = jax.process_count() > 1
     if not self._multi_process:
-      signal.signal(signal.SIGTERM, self._handle)
+      for signum in (signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(signum, self._handle)
 
   def _handle(self, signum, frame):
     del signum, frame

@@ -29,8 +29,9 @@ def read_metrics(workdir: str) -> list[dict]:
 class MetricWriter:
   """Appends `{"step", "split", metrics...}` records to metrics.jsonl and TensorBoard.
 
-  `truncate_after(step)` drops records a crashed run wrote after its last checkpoint, so a
-  resumed run's metrics file equals an uninterrupted run's.
+  `truncate_after(step)` drops records a crashed run wrote after its last checkpoint, and test
+  records (a finishing run writes them again), so a resumed run's metrics file equals an
+  uninterrupted run's.
   """
 
   def __init__(self, workdir: str):
@@ -44,7 +45,8 @@ class MetricWriter:
   def truncate_after(self, step: int) -> None:
     if not self._active:
       return
-    kept = [r for r in read_metrics(os.path.dirname(self._path)) if r["step"] <= step]
+    kept = [r for r in read_metrics(os.path.dirname(self._path))
+            if r["step"] <= step and r["split"] != "test"]
     with open(self._path + ".tmp", "w") as f:
       f.writelines(json.dumps(r) + "\n" for r in kept)
     os.replace(self._path + ".tmp", self._path)

@@ -22,7 +22,6 @@ runs unchanged in a SLURM job.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import queue
@@ -51,12 +50,7 @@ class TrialError(RuntimeError):
 
 def load_sweep(path: str, name: str) -> dict[str, sweeps.Trial]:
   """The trials of `sweep_NAME()` in the Python file `path`, by trial name."""
-  if not os.path.isfile(path):
-    raise ConfigError(f"{path}: no such file")
-  spec = importlib.util.spec_from_file_location(
-      f"dljax_sweeps_{os.path.splitext(os.path.basename(path))[0]}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.load_module(path)
   available = sorted(key.removeprefix(SWEEP_PREFIX) for key in vars(module)
                      if key.startswith(SWEEP_PREFIX) and callable(getattr(module, key)))
   if not callable(getattr(module, SWEEP_PREFIX + name, None)):
@@ -87,14 +81,18 @@ def override_texts(common: Mapping[str, str], overrides: Mapping[str, Any]) -> d
   return {**common, **trial}
 
 
-def validate(spec: str, common: Mapping[str, str], trials: Mapping[str, sweeps.Trial]) -> None:
-  """Builds every trial's config as `dljax.main` will, so a mistake stops the sweep up front."""
+def validate(spec: str, common: Mapping[str, str], trials: Mapping[str, sweeps.Trial],
+             device_count: int | None = None) -> None:
+  """Builds every trial's config as `dljax.main` will, so a mistake stops the sweep up front.
+
+  `device_count`: the devices each trial will shard over, where known (a SLURM trial's GPUs).
+  """
   for name, overrides in trials.items():
     try:
       config = config_lib.load(config_spec(spec, overrides))
       for key, text in override_texts(common, overrides).items():
         config_lib.override(config, key, text)
-      config_lib.validate(config)
+      config_lib.validate(config, device_count)
     except ConfigError as error:
       raise ConfigError(f"trial {name}: {error}") from None
 
@@ -266,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
   jax.config.update("jax_platforms", "cpu")
   try:
     trials = load_sweep(args.sweep_file or args.config.partition(":")[0], args.sweep)
-    validate(args.config, common, trials)
+    validate(args.config, common, trials,
+             device_count=args.gpus if args.executor == "slurm" and args.gpus else None)
     runs = plan(args.config, common, trials, args.workdir)
     record = {"config": args.config, "sweep": args.sweep, "sweep_file": args.sweep_file,
               "overrides": common,
