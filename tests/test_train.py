@@ -278,3 +278,12 @@ def test_early_stopping_stops_and_tests_the_best_state(tiny_mnist_dir, tmp_path)
   assert results["tested_step"] == steps_per_epoch
   validation = [r for r in read_jsonl(str(tmp_path)) if r["split"] == "validation"]
   assert results["test"]["loss"] == pytest.approx(validation[0]["loss"])  # validation = test
+
+
+def test_rerunning_a_finished_run_rewrites_its_results_once(tmp_path):
+  with tfds.testing.mock_data(num_examples=600):
+    first = train.run(smoke_config(), str(tmp_path))
+    os.remove(tmp_path / "results.json")  # as if the run died after its last checkpoint
+    again = train.run(smoke_config(), str(tmp_path))
+  assert again["test"] == first["test"]
+  assert [r["split"] for r in read_jsonl(str(tmp_path))].count("test") == 1
