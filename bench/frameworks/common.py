@@ -1,0 +1,208 @@
+"""What every framework's benchmark shares: the three models, their data, the timing rule.
+
+Each model is written once here as a framework-neutral list of layers plus an optimiser with
+Keras' argument names (the reference semantics); `keras_models.py` and `torch_models.py`
+translate it, and `dljax_trainer.py` checks that the dljax config file describes the same model.
+The parameter count computed here from the layer list is the cross-check that every framework
+built the same network.
+"""
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+KERNEL_SIZE = 3  # every conv of the three models is 3x3, stride 1
+POOL_SIZE = 2  # every max-pool is 2x2, stride 2, 'valid'
+
+
+class Layer(NamedTuple):
+  """One layer: 'conv' and 'dense' include their relu; 'logits' is the last, linear, dense."""
+
+  kind: str  # conv | dense | logits | max_pool | dropout | flatten | global_avg_pool
+  size: float = 0  # conv filters, dense units, or dropout rate
+  padding: str = "valid"  # conv only: 'valid' or 'same'
+
+
+def conv(filters: int, padding: str = "valid") -> Layer:
+  return Layer("conv", filters, padding)
+
+
+def dense(units: int) -> Layer:
+  return Layer("dense", units)
+
+
+def logits(classes: int) -> Layer:
+  return Layer("logits", classes)
+
+
+def dropout(rate: float) -> Layer:
+  return Layer("dropout", rate)
+
+
+MAX_POOL = Layer("max_pool")
+FLATTEN = Layer("flatten")
+GLOBAL_AVG_POOL = Layer("global_avg_pool")
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+  name: str  # the Keras class name: RMSprop, Adadelta, Adam
+  args: dict[str, float]  # Keras argument names and values, defaults spelt out
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  name: str
+  input_shape: tuple[int, int, int]  # height, width, channels
+  layers: tuple[Layer, ...]
+  optimizer: Optimizer
+  batch_size: int
+  tfds_name: str  # the data set dljax's config reads (served by tfds.testing.mock_data)
+  dljax_config: str  # relative to the repository root
+
+
+MODELS = {
+    "mnist_mlp": ModelSpec(
+        name="mnist_mlp",
+        input_shape=(28, 28, 1),
+        layers=(FLATTEN, dense(512), dropout(0.2), dense(512), dropout(0.2), logits(10)),
+        optimizer=Optimizer("RMSprop", {"learning_rate": 1e-3, "rho": 0.9, "epsilon": 1e-7}),
+        batch_size=128,
+        tfds_name="mnist",
+        dljax_config="configs/mnist_mlp.py",
+    ),
+    "mnist_cnn": ModelSpec(
+        name="mnist_cnn",
+        input_shape=(28, 28, 1),
+        layers=(conv(32), conv(64), MAX_POOL, dropout(0.25), FLATTEN, dense(128), dropout(0.5),
+                logits(10)),
+        optimizer=Optimizer("Adadelta", {"learning_rate": 1.0, "rho": 0.95, "epsilon": 1e-7}),
+        batch_size=128,
+        tfds_name="mnist",
+        dljax_config="configs/mnist_cnn.py",
+    ),
+    "cifar10_cnn": ModelSpec(
+        name="cifar10_cnn",
+        input_shape=(32, 32, 3),
+        layers=(conv(32, "same"), MAX_POOL, conv(64, "same"), MAX_POOL, conv(128, "same"),
+                MAX_POOL, conv(256, "same"), GLOBAL_AVG_POOL, logits(10)),
+        optimizer=Optimizer("Adam", {"learning_rate": 3e-4, "beta_1": 0.9, "beta_2": 0.999,
+                                     "epsilon": 1e-7}),
+        batch_size=32,
+        tfds_name="cifar10",
+        dljax_config="configs/cifar10_cnn.py",
+    ),
+}
+
+
+def walk(spec: ModelSpec) -> Iterator[tuple[Layer, tuple[int, ...], tuple[int, ...]]]:
+  """Yields (layer, input shape, output shape) in order; shapes are (h, w, c) or (features,).
+
+  Frameworks that need each layer's input size (PyTorch) read it here, as does the count of
+  parameters, so the shape arithmetic exists once.
+  """
+  shape: tuple[int, ...] = spec.input_shape
+  for layer in spec.layers:
+    if layer.kind == "conv":
+      h, w, _ = shape
+      trim = 0 if layer.padding == "same" else KERNEL_SIZE - 1
+      out = (h - trim, w - trim, int(layer.size))
+    elif layer.kind == "max_pool":
+      h, w, c = shape
+      out = (h // POOL_SIZE, w // POOL_SIZE, c)
+    elif layer.kind == "flatten":
+      out = (int(np.prod(shape)),)
+    elif layer.kind == "global_avg_pool":
+      out = (shape[-1],)
+    elif layer.kind in ("dense", "logits"):
+      out = (int(layer.size),)
+    elif layer.kind == "dropout":
+      out = shape
+    else:
+      raise ValueError(f"unknown layer kind {layer.kind!r}")
+    yield layer, shape, out
+    shape = out
+
+
+def parameter_count(spec: ModelSpec) -> int:
+  """Weights plus biases of every conv and dense layer: what each framework must report."""
+  total = 0
+  for layer, (*_, fan_in), (*_, units) in walk(spec):
+    if layer.kind == "conv":
+      total += KERNEL_SIZE * KERNEL_SIZE * fan_in * units + units
+    elif layer.kind in ("dense", "logits"):
+      total += fan_in * units + units
+  return total
+
+
+def num_classes(spec: ModelSpec) -> int:
+  return int(spec.layers[-1].size)
+
+
+def random_data(spec: ModelSpec, num_examples: int, seed: int = 0) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+  """Random uint8 images (N, H, W, C) and int64 labels: throughput does not depend on values.
+
+  (dljax reads the same shapes from `tfds.testing.mock_data`.) On random labels every framework's
+  loss should stay near ln(classes), a cheap check that they compute the same cross-entropy.
+  """
+  rng = np.random.default_rng(seed)
+  images = rng.integers(0, 256, (num_examples, *spec.input_shape), dtype=np.uint8)
+  labels = rng.integers(0, num_classes(spec), num_examples).astype(np.int64)
+  return images, labels
+
+
+class EpochTimer:
+  """Wall time of each epoch; the steady state is every epoch but the first.
+
+  The first epoch holds tracing, compilation and warm-up (allocator, caches, thread pools), so
+  examples/s is measured over the later ones, the same way for every framework.
+  """
+
+  def __init__(self):
+    self.epoch_seconds: list[float] = []
+    self.start_time = 0.0
+
+  def start(self) -> None:
+    self.start_time = time.perf_counter()
+
+  def stop(self) -> None:
+    self.epoch_seconds.append(time.perf_counter() - self.start_time)
+
+
+def measurement(epoch_seconds: list[float], examples_per_epoch: int, *, compile_seconds: float,
+                first_epoch_seconds: float, parameters: int, final_loss: float,
+                final_accuracy: float, **extra: Any) -> dict[str, Any]:
+  """The result every framework reports.
+
+  Args:
+    epoch_seconds: wall times of the steady-state epochs (the second and later).
+    examples_per_epoch: examples trained on per epoch.
+    compile_seconds: the framework's own start-up cost; each framework module says what it is.
+    first_epoch_seconds: the first epoch's wall time including every compilation, ahead of time
+      (dljax) or on the first call (Keras, torch.compile).
+    parameters: trainable parameters of the model as the framework built it.
+    final_loss: mean train loss of the last epoch (~ln 10 = 2.30 on random labels).
+    final_accuracy: mean train accuracy of the last epoch (~0.1 on random labels).
+    **extra: framework-specific facts (versions, settings).
+
+  `warmup_seconds` = first epoch - a steady epoch is the start-up cost defined alike for all.
+  """
+  if not epoch_seconds:
+    raise ValueError("need at least 2 epochs: the first is warm-up, the rest are timed")
+  steady_epoch = float(np.mean(epoch_seconds))
+  return {
+      "examples_per_second": examples_per_epoch * len(epoch_seconds) / sum(epoch_seconds),
+      "compile_seconds": compile_seconds,
+      "warmup_seconds": first_epoch_seconds - steady_epoch,
+      "first_epoch_seconds": first_epoch_seconds,
+      "steady_epoch_seconds": [round(s, 4) for s in epoch_seconds],
+      "examples_per_epoch": examples_per_epoch,
+      "parameters": parameters,
+      "final_loss": final_loss,
+      "final_accuracy": final_accuracy,
+      **extra,
+  }

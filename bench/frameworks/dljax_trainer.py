@@ -1,0 +1,148 @@
+"""dljax's side: the real trainer (`dljax.train.run`) on the model's own config file.
+
+Nothing is re-implemented: the config file the experiments use is loaded, shrunk to a benchmark
+(epochs, one evaluation at the end on a few examples), and trained on `tfds.testing.mock_data`
+(random examples of the data set's shapes; `_mock_data` says what it changes). What is timed:
+
+- `compile_seconds`: results.json's, the ahead-of-time compilation of the train and eval steps.
+- steady-state examples/s: epochs 2.. of the train loop. The trainer logs train metrics once
+  per epoch (`log_every_steps` = steps per epoch); each log pulls the metrics to the host, so
+  the TensorBoard event it writes is stamped after that epoch's last step has finished. The
+  difference of the stamps of epochs 1 and E is the time of epochs 2..E, with no evaluation or
+  checkpoint inside it (both happen only after the last step).
+- results.json's own `examples_per_second` (every epoch, the first step's warm-up included) is
+  reported next to it as `results_examples_per_second`.
+"""
+
+import contextlib
+import glob
+import itertools
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from importlib import metadata
+from typing import Any
+from unittest import mock
+
+from bench.frameworks import common
+
+EVAL_BATCHES = 4  # the final validation and test evaluations read this many batches
+
+
+def _check_same_model(config, spec: common.ModelSpec) -> None:
+  """The config must train the benchmark's model with its optimiser and batch size."""
+  expected = (spec.optimizer.name.lower(), spec.optimizer.args["learning_rate"], spec.batch_size,
+              spec.tfds_name)
+  actual = (config.optimizer.name, config.optimizer.learning_rate, config.batch_size,
+            config.data.name)
+  if expected != actual:
+    raise ValueError(f"{spec.dljax_config} trains (optimizer, lr, batch, data) = {actual}; "
+                     f"the benchmark's {spec.name} is {expected}")
+
+
+class _NumericFeatures:
+  """A TFDS data source whose examples lack their string features (the rest passes through)."""
+
+  def __init__(self, source, dropped: set[str]):
+    self._source = source
+    self._dropped = dropped
+
+  def _numeric(self, example: dict) -> dict:
+    strings = {key for key, value in example.items() if isinstance(value, str | bytes)}
+    self._dropped.update(strings)
+    return {key: value for key, value in example.items() if key not in strings}
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index):
+    return self._numeric(self._source[index])
+
+  def __getitems__(self, indices):
+    return [self._numeric(example) for example in self._source.__getitems__(indices)]
+
+  def __getattr__(self, name):
+    return getattr(self._source, name)
+
+
+@contextlib.contextmanager
+def _mock_data(num_examples: int) -> Iterator[set[str]]:
+  """`tfds.testing.mock_data` without string features; yields the names it dropped.
+
+  Works around a dljax bug: the trainer puts every feature of a split on the device, and
+  CIFAR-10 (downloaded, prepared by `python -m dljax.data prepare`, or mocked) has a string 'id'
+  feature, which JAX rejects ("Dtype <U19 is not a valid JAX array type"). Only the benchmark's
+  random data changes, not dljax; the names dropped are reported in the result.
+  """
+  import tensorflow_datasets as tfds
+
+  dropped: set[str] = set()
+  with tfds.testing.mock_data(num_examples=num_examples):
+    mocked = tfds.core.DatasetBuilder.as_data_source
+
+    def as_data_source(builder, *args, **kwargs):
+      sources = mocked(builder, *args, **kwargs)
+      if isinstance(sources, dict):
+        return {split: _NumericFeatures(source, dropped) for split, source in sources.items()}
+      return _NumericFeatures(sources, dropped)
+
+    with mock.patch.object(tfds.core.DatasetBuilder, "as_data_source", as_data_source):
+      yield dropped
+
+
+def _train_log_times(workdir: str) -> dict[int, float]:
+  """step -> wall time of each train-metrics TensorBoard event the run wrote."""
+  from tensorboard.backend.event_processing import event_file_loader
+
+  times = {}
+  for path in glob.glob(os.path.join(workdir, "tensorboard", "*")):
+    for event in event_file_loader.EventFileLoader(path).Load():
+      if any(value.tag == "train/loss" for value in event.summary.value):
+        times[event.step] = event.wall_time
+  return times
+
+
+def _train_metrics(workdir: str, step: int) -> dict[str, float]:
+  """The train metrics logged at `step`: the means over the epoch that ended there."""
+  from dljax import writers
+
+  return next(r for r in writers.read_metrics(workdir)
+              if r["split"] == "train" and r["step"] == step)
+
+
+def train(spec: common.ModelSpec, num_examples: int, epochs: int, repo: str) -> dict[str, Any]:
+  """Trains `spec` with dljax for `epochs` epochs of `num_examples` mock examples."""
+  # dljax first: importing it before jax lets it set its CPU XLA flags, as in a user's run.
+  from dljax import config_lib
+  from dljax import train as dljax_train
+
+  config = config_lib.load(os.path.join(repo, spec.dljax_config))
+  _check_same_model(config, spec)
+  steps_per_epoch = num_examples // spec.batch_size
+  config.num_epochs = float(epochs)
+  config.log_every_steps = steps_per_epoch
+  config.eval_every_epochs = float(epochs)
+  config.data.eval_limit = EVAL_BATCHES * spec.batch_size
+  with tempfile.TemporaryDirectory() as workdir, _mock_data(num_examples) as dropped:
+    results = dljax_train.run(config, workdir)
+    times = _train_log_times(workdir)
+    final = _train_metrics(workdir, epochs * steps_per_epoch)
+    with open(os.path.join(workdir, "config.json")) as f:
+      run_info = json.load(f)
+  stamps = [times[epoch * steps_per_epoch] for epoch in range(1, epochs + 1)]
+  steady = [later - earlier for earlier, later in itertools.pairwise(stamps)]
+  return common.measurement(
+      steady, steps_per_epoch * spec.batch_size,
+      compile_seconds=results["compile_seconds"],
+      first_epoch_seconds=results["compile_seconds"] + results["train_seconds"] - sum(steady),
+      parameters=results["parameters"],
+      final_loss=final["loss"],
+      final_accuracy=final["accuracy"],
+      results_examples_per_second=results["examples_per_second"],
+      dropped_features=sorted(dropped),
+      versions={name: metadata.version(name) for name in ("dljax", "jax", "jaxlib", "flax",
+                                                          "optax")},
+      devices=f"{run_info['device_count']} x {run_info['platform']} ({run_info['device_kind']})",
+      xla_flags=os.environ.get("XLA_FLAGS", ""),  # as dljax left them
+  )

@@ -1,0 +1,93 @@
+"""Keras 3 on its JAX backend: the benchmark's models as `keras.Sequential`, trained by `fit`.
+
+The idiomatic path a Keras user takes: in-memory numpy arrays (float32 in [0, 1], as the Keras
+examples scale them), `compile` with the sparse categorical cross-entropy from logits and the
+accuracy metric (dljax computes both every step too), `fit` with shuffling and `verbose=0` (no
+progress bar to draw). Keras' defaults are the specs' defaults: glorot_uniform kernels, zero
+biases, `jit_compile` on. What is timed, by a callback that only hooks epoch and batch starts
+(hooking batch ends would turn off Keras' asynchronous callback dispatch and slow it down):
+
+- steady-state examples/s: epochs 2.. (epoch begin to epoch end; Keras syncs the metrics there).
+- `compile_seconds`: the start of batch 1 to the start of batch 2: tracing, XLA compilation and
+  dispatch of the first train step.
+"""
+
+import os
+import time
+from importlib import metadata
+from typing import Any
+
+from bench.frameworks import common
+
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported; the runner sets it too
+
+# The benchmark's layers in Keras. Every conv is 3x3 stride 1; every pool 2x2 stride 2, 'valid'.
+_LAYERS = {
+    "conv": lambda keras, layer: keras.layers.Conv2D(
+        int(layer.size), common.KERNEL_SIZE, padding=layer.padding, activation="relu"),
+    "dense": lambda keras, layer: keras.layers.Dense(int(layer.size), activation="relu"),
+    "logits": lambda keras, layer: keras.layers.Dense(int(layer.size)),
+    "max_pool": lambda keras, layer: keras.layers.MaxPooling2D(common.POOL_SIZE),
+    "dropout": lambda keras, layer: keras.layers.Dropout(layer.size),
+    "flatten": lambda keras, layer: keras.layers.Flatten(),
+    "global_avg_pool": lambda keras, layer: keras.layers.GlobalAveragePooling2D(),
+}
+
+
+def build(spec: common.ModelSpec):
+  """The spec's model, compiled with its optimiser and loss: ready for `fit`."""
+  import keras
+
+  model = keras.Sequential([keras.Input(spec.input_shape),
+                            *(_LAYERS[layer.kind](keras, layer) for layer in spec.layers)],
+                           name=spec.name)
+  model.compile(
+      optimizer=getattr(keras.optimizers, spec.optimizer.name)(**spec.optimizer.args),
+      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics=["accuracy"])
+  return model
+
+
+def train(spec: common.ModelSpec, num_examples: int, epochs: int) -> dict[str, Any]:
+  """Trains `spec` with `model.fit` for `epochs` epochs of `num_examples` random examples."""
+  import jax
+  import keras
+
+  class Timer(keras.callbacks.Callback):
+    """Epoch wall times, and the time from the first batch's start to the second's."""
+
+    def __init__(self):
+      super().__init__()
+      self.epoch_timer = common.EpochTimer()
+      self.batch_starts: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+      self.epoch_timer.start()
+
+    def on_epoch_end(self, epoch, logs=None):
+      self.epoch_timer.stop()
+
+    def on_train_batch_begin(self, batch, logs=None):
+      if len(self.batch_starts) < 2:
+        self.batch_starts.append(time.perf_counter())
+
+  keras.utils.set_random_seed(0)
+  images, labels = common.random_data(spec, num_examples)
+  model = build(spec)
+  timer = Timer()
+  history = model.fit(images.astype("float32") / 255.0, labels, batch_size=spec.batch_size,
+                      epochs=epochs, shuffle=True, verbose=0, callbacks=[timer])
+  first, *steady = timer.epoch_timer.epoch_seconds
+  device = jax.devices()[0]
+  return common.measurement(
+      steady, num_examples,
+      compile_seconds=timer.batch_starts[1] - timer.batch_starts[0],
+      first_epoch_seconds=first,
+      parameters=model.count_params(),
+      final_loss=float(history.history["loss"][-1]),
+      final_accuracy=float(history.history["accuracy"][-1]),
+      versions={"keras": keras.__version__, "backend": keras.backend.backend(),
+                "jax": metadata.version("jax"), "jaxlib": metadata.version("jaxlib")},
+      devices=f"{jax.device_count()} x {device.platform} ({device.device_kind})",
+      xla_flags=os.environ.get("XLA_FLAGS", ""),
+  )

@@ -1,0 +1,132 @@
+"""PyTorch: the benchmark's models as `nn.Sequential`, trained by a plain idiomatic loop.
+
+The loop a PyTorch user writes: `model.train()`, a `randperm` per epoch, batches indexed from
+in-memory tensors (float32 in [0, 1], NCHW; no DataLoader, whose worker processes would only
+add overhead for data already in memory), `zero_grad` / `cross_entropy` / `backward` / `step`,
+and the loss and accuracy summed on tensors and read once per epoch (no per-step `.item()` sync,
+as dljax and Keras compute both each step without syncing). The last partial batch is dropped,
+as dljax does. Set up for CPU speed:
+
+- `torch.set_num_threads(os.cpu_count())` (or `--torch_threads`);
+- `torch.set_flush_denormal(True)`: XLA flushes denormals to zero; PyTorch by default does not,
+  and denormal optimiser state slowed its RMSprop epochs (stack-notes);
+- Keras' initialisation (glorot_uniform kernels, zero biases) instead of PyTorch's default;
+- Keras' optimiser arguments (RMSprop rho 0.9, eps 1e-7, ...), not PyTorch's defaults;
+- optionally `torch.compile(model)` (Inductor, C++ codegen with the system gcc).
+
+What is timed: steady-state examples/s over epochs 2.. (PyTorch on CPU runs synchronously, so
+the wall time of the loop is the training time); `compile_seconds` is the first step's wall
+time, which for `torch.compile` holds the Dynamo trace and Inductor compilation of the forward
+and backward passes.
+"""
+
+import os
+import time
+from typing import Any
+
+from bench.frameworks import common
+
+
+def _layer(nn, layer: common.Layer, in_shape: tuple[int, ...]) -> list:
+  """The spec layer in PyTorch modules, given its input shape (h, w, c) or (features,)."""
+  fan_in = in_shape[-1]
+  if layer.kind == "conv":
+    return [nn.Conv2d(fan_in, int(layer.size), common.KERNEL_SIZE, padding=layer.padding),
+            nn.ReLU()]
+  if layer.kind == "dense":
+    return [nn.Linear(fan_in, int(layer.size)), nn.ReLU()]
+  if layer.kind == "logits":
+    return [nn.Linear(fan_in, int(layer.size))]
+  if layer.kind == "max_pool":
+    return [nn.MaxPool2d(common.POOL_SIZE)]
+  if layer.kind == "dropout":
+    return [nn.Dropout(layer.size)]
+  if layer.kind == "flatten":  # NCHW order, not Keras' NHWC: the same maths, rows permuted
+    return [nn.Flatten()]
+  if layer.kind == "global_avg_pool":
+    return [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+  raise ValueError(f"unknown layer kind {layer.kind!r}")
+
+
+_OPTIMIZERS = {
+    "RMSprop": lambda torch, params, a: torch.optim.RMSprop(
+        params, lr=a["learning_rate"], alpha=a["rho"], eps=a["epsilon"]),
+    "Adadelta": lambda torch, params, a: torch.optim.Adadelta(
+        params, lr=a["learning_rate"], rho=a["rho"], eps=a["epsilon"]),
+    "Adam": lambda torch, params, a: torch.optim.Adam(
+        params, lr=a["learning_rate"], betas=(a["beta_1"], a["beta_2"]), eps=a["epsilon"]),
+}
+
+
+def build(spec: common.ModelSpec):
+  """The spec's model with Keras' initialisation, and its optimiser: (model, optimizer)."""
+  import torch
+  from torch import nn
+
+  model = nn.Sequential(*(module for layer, in_shape, _ in common.walk(spec)
+                          for module in _layer(nn, layer, in_shape)))
+  for module in model.modules():
+    if isinstance(module, nn.Conv2d | nn.Linear):
+      nn.init.xavier_uniform_(module.weight)
+      nn.init.zeros_(module.bias)
+  optimizer = _OPTIMIZERS[spec.optimizer.name](torch, model.parameters(), spec.optimizer.args)
+  return model, optimizer
+
+
+def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model: bool = False,
+          threads: int = 0, flush_denormal: bool = True) -> dict[str, Any]:
+  """Trains `spec` for `epochs` epochs of `num_examples` random examples, eager or compiled.
+
+  `threads` = 0 means `os.cpu_count()`.
+  """
+  import torch
+  import torch.nn.functional as F
+
+  torch.set_num_threads(threads or os.cpu_count())
+  flushing = flush_denormal and torch.set_flush_denormal(True)  # False where unsupported
+  torch.manual_seed(0)
+  images, labels = common.random_data(spec, num_examples)
+  x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0).contiguous()
+  y = torch.from_numpy(labels)
+  model, optimizer = build(spec)
+  parameters = sum(p.numel() for p in model.parameters())
+  step_model = torch.compile(model) if compile_model else model
+  model.train()
+
+  batch = spec.batch_size
+  steps_per_epoch = num_examples // batch
+  timer = common.EpochTimer()
+  compile_seconds = None
+  for _ in range(epochs):
+    timer.start()
+    order = torch.randperm(num_examples)
+    loss_sum = torch.zeros(())
+    correct = torch.zeros((), dtype=torch.int64)
+    for step in range(steps_per_epoch):
+      index = order[step * batch:(step + 1) * batch]
+      inputs, targets = x[index], y[index]
+      optimizer.zero_grad(set_to_none=True)
+      logits = step_model(inputs)
+      loss = F.cross_entropy(logits, targets)
+      loss.backward()
+      optimizer.step()
+      loss_sum += loss.detach()
+      correct += (logits.detach().argmax(1) == targets).sum()
+      if compile_seconds is None:
+        compile_seconds = time.perf_counter() - timer.start_time
+    epoch_loss = loss_sum.item() / steps_per_epoch  # what a user prints after each epoch
+    epoch_accuracy = correct.item() / (steps_per_epoch * batch)
+    timer.stop()
+  first, *steady = timer.epoch_seconds
+  return common.measurement(
+      steady, steps_per_epoch * batch,
+      compile_seconds=compile_seconds,
+      first_epoch_seconds=first,
+      parameters=parameters,
+      final_loss=epoch_loss,
+      final_accuracy=epoch_accuracy,
+      versions={"torch": torch.__version__},
+      threads=torch.get_num_threads(),
+      flush_denormal=flushing,
+      compiled=compile_model,
+  )
