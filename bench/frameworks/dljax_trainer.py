@@ -2,7 +2,7 @@
 
 Nothing is re-implemented: the config file the experiments use is loaded, shrunk to a benchmark
 (epochs, one evaluation at the end on a few examples), and trained on `tfds.testing.mock_data`
-(random examples of the data set's shapes; `_mock_data` says what it changes). What is timed:
+(random examples of the data set's shapes). What is timed:
 
 - `compile_seconds`: results.json's, the ahead-of-time compilation of the train and eval steps.
 - steady-state examples/s: epochs 2.. of the train loop. The trainer logs train metrics once
@@ -14,16 +14,13 @@ Nothing is re-implemented: the config file the experiments use is loaded, shrunk
   reported next to it as `results_examples_per_second`.
 """
 
-import contextlib
 import glob
 import itertools
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from importlib import metadata
 from typing import Any
-from unittest import mock
 
 from bench.frameworks import common
 
@@ -39,56 +36,6 @@ def _check_same_model(config, spec: common.ModelSpec) -> None:
   if expected != actual:
     raise ValueError(f"{spec.dljax_config} trains (optimizer, lr, batch, data) = {actual}; "
                      f"the benchmark's {spec.name} is {expected}")
-
-
-class _NumericFeatures:
-  """A TFDS data source whose examples lack their string features (the rest passes through)."""
-
-  def __init__(self, source, dropped: set[str]):
-    self._source = source
-    self._dropped = dropped
-
-  def _numeric(self, example: dict) -> dict:
-    strings = {key for key, value in example.items() if isinstance(value, str | bytes)}
-    self._dropped.update(strings)
-    return {key: value for key, value in example.items() if key not in strings}
-
-  def __len__(self) -> int:
-    return len(self._source)
-
-  def __getitem__(self, index):
-    return self._numeric(self._source[index])
-
-  def __getitems__(self, indices):
-    return [self._numeric(example) for example in self._source.__getitems__(indices)]
-
-  def __getattr__(self, name):
-    return getattr(self._source, name)
-
-
-@contextlib.contextmanager
-def _mock_data(num_examples: int) -> Iterator[set[str]]:
-  """`tfds.testing.mock_data` without string features; yields the names it dropped.
-
-  Works around a dljax bug: the trainer puts every feature of a split on the device, and
-  CIFAR-10 (downloaded, prepared by `python -m dljax.data prepare`, or mocked) has a string 'id'
-  feature, which JAX rejects ("Dtype <U19 is not a valid JAX array type"). Only the benchmark's
-  random data changes, not dljax; the names dropped are reported in the result.
-  """
-  import tensorflow_datasets as tfds
-
-  dropped: set[str] = set()
-  with tfds.testing.mock_data(num_examples=num_examples):
-    mocked = tfds.core.DatasetBuilder.as_data_source
-
-    def as_data_source(builder, *args, **kwargs):
-      sources = mocked(builder, *args, **kwargs)
-      if isinstance(sources, dict):
-        return {split: _NumericFeatures(source, dropped) for split, source in sources.items()}
-      return _NumericFeatures(sources, dropped)
-
-    with mock.patch.object(tfds.core.DatasetBuilder, "as_data_source", as_data_source):
-      yield dropped
 
 
 def _train_log_times(workdir: str) -> dict[int, float]:
@@ -114,6 +61,8 @@ def _train_metrics(workdir: str, step: int) -> dict[str, float]:
 def train(spec: common.ModelSpec, num_examples: int, epochs: int, repo: str) -> dict[str, Any]:
   """Trains `spec` with dljax for `epochs` epochs of `num_examples` mock examples."""
   # dljax first: importing it before jax lets it set its CPU XLA flags, as in a user's run.
+  import tensorflow_datasets as tfds
+
   from dljax import config_lib
   from dljax import train as dljax_train
 
@@ -124,7 +73,7 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, repo: str) -> 
   config.log_every_steps = steps_per_epoch
   config.eval_every_epochs = float(epochs)
   config.data.eval_limit = EVAL_BATCHES * spec.batch_size
-  with tempfile.TemporaryDirectory() as workdir, _mock_data(num_examples) as dropped:
+  with tempfile.TemporaryDirectory() as workdir, tfds.testing.mock_data(num_examples=num_examples):
     results = dljax_train.run(config, workdir)
     times = _train_log_times(workdir)
     final = _train_metrics(workdir, epochs * steps_per_epoch)
@@ -140,7 +89,6 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, repo: str) -> 
       final_loss=final["loss"],
       final_accuracy=final["accuracy"],
       results_examples_per_second=results["examples_per_second"],
-      dropped_features=sorted(dropped),
       versions={name: metadata.version(name) for name in ("dljax", "jax", "jaxlib", "flax",
                                                           "optax")},
       devices=f"{run_info['device_count']} x {run_info['platform']} ({run_info['device_kind']})",
