@@ -23,7 +23,7 @@ import numpy as np
 
 from dljax.data import Splits
 from dljax.registry import lookup
-from dljax.tasks import classification
+from dljax.tasks import classification, clock
 
 State = Any
 Batch = dict[str, jax.Array]
@@ -41,6 +41,7 @@ class Task(NamedTuple):
 # name -> build(config, data, total_steps) -> Task
 TASKS: dict[str, Callable[[ml_collections.ConfigDict, Splits, int], Task]] = {
     "classification": lambda *args: Task(*classification.build(*args)),
+    "clock": lambda *args: Task(*clock.build(*args)),
 }
 
 

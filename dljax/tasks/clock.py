@@ -1,0 +1,312 @@
+"""Telling the time from an analogue clock: one CNN, the label encoding chosen by config.
+
+The study (experiments.md H) compares ways of turning a time into network outputs. Each is an
+`Encoding`: how many outputs it needs, how a time becomes targets (the outputs a perfect network
+would give), how outputs become a time again, and the loss between outputs and targets:
+
+    encoding         outputs  targets                             decoded by
+    regression       1        hours h + m/60 in [0, 12)           60 * output; plain MSE
+    regression_wrap  1        the same                            the same; squared distance
+                                                                  around the 12-hour circle
+    classification   N        one-hot of bin floor(t N / 720)     the bin's centre; cross-entropy
+    multihead        12 + 1   one-hot of h, and m / 60            argmax, and 60 * output
+    periodic         4        sin, cos of the hour and minute     atan2; the hour from the hour
+                              hands' angles                       hand and the decoded minute
+    cos_only         2        cos(pi h / 12), cos(pi m / 60)      arccos (the reports' variant)
+
+Times are minutes t = 60 h + m in [0, 720) (hour 0 is twelve o'clock); a decoded time is
+rounded to a whole minute and wrapped into [0, 720). Every encoding is scored the same way:
+the common-sense error min(|dt|, 720 - |dt|) in minutes, 11:55 against 0:05 being 10 minutes.
+
+`cos_only` is half a period on purpose: cos is invertible on [0, pi), so every time decodes
+back, but 12 o'clock (h = 0) and 1 o'clock lie closest together of all hours in target space
+(1 - cos(pi/12) = 0.034 apart, against 0.26 for 5 and 6), so a small output error turns 12 into
+1 (the reports' "12 <-> 1 confusion bump"); and 11:59 and 0:00, a minute apart on the dial, get
+targets at opposite ends of the range.
+
+Images arrive as uint8 and are scaled in the jitted step as in classification; augmentation
+(zoom, rotation, translation: the labels follow the dial, so these keep the time) runs there
+too, but never a flip, which shows another time.
+"""
+
+import math
+import os
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from matplotlib.figure import Figure
+
+from dljax import models, optim
+from dljax.data import Splits, augment
+from dljax.errors import ConfigError
+from dljax.tasks.classification import State, _standardizer
+
+MINUTES = 720  # in 12 hours: times are t = 60 h + m in [0, MINUTES)
+WORST_SHOWN = 16  # test images in worst_predictions.png
+
+
+class Encoding(NamedTuple):
+  """A label encoding: every function works on a batch (leading axis B)."""
+
+  width: int  # model outputs per example
+  encode: Callable[[jax.Array], jax.Array]  # minutes_B (integers) -> targets_BK
+  decode: Callable[[jax.Array], jax.Array]  # outputs_BK -> minutes_B (real, any range)
+  loss: Callable[[jax.Array, jax.Array], jax.Array]  # outputs_BK, targets_BK -> loss_B
+
+
+def clock_config(encoding: str, **overrides) -> ml_collections.ConfigDict:
+  """`config.clock`: the label encoding and its knobs, all with their defaults."""
+  config = ml_collections.ConfigDict(dict(
+      encoding=encoding,  # a key of ENCODINGS
+      classes=24,  # classification: bins of 720 / classes minutes
+  ))
+  config.update(overrides)
+  return config
+
+
+def common_sense_minutes(minutes_a: jax.Array, minutes_b: jax.Array) -> jax.Array:
+  """Minutes between two times on a 12-hour dial, the short way round: in [0, 360]."""
+  difference = jnp.abs(minutes_a - minutes_b) % MINUTES
+  return jnp.minimum(difference, MINUTES - difference)
+
+
+def time_minutes(hours: jax.Array, minutes: jax.Array) -> jax.Array:
+  return 60 * hours + minutes
+
+
+def decoded_minutes(encoding: Encoding, outputs_BK: jax.Array) -> jax.Array:
+  """The decoded time, rounded to the nearest whole minute, in [0, 720)."""
+  return jnp.floor(encoding.decode(outputs_BK) + 0.5) % MINUTES
+
+
+# Encodings. ------------------------------------------------------------------------------------
+
+def _squared_error(outputs_BK, targets_BK):
+  return jnp.sum(jnp.square(outputs_BK - targets_BK), axis=-1)
+
+
+def _encode_hours(minutes_B):
+  return (minutes_B / 60.0)[:, None]
+
+
+def _decode_hours(outputs_B1):
+  return 60.0 * outputs_B1[:, 0]
+
+
+def _squared_circular_hours(outputs_B1, targets_B1):
+  """The squared common-sense error in hours: the loss does not punish 11.9 for 0.1."""
+  difference_B = (outputs_B1[:, 0] - targets_B1[:, 0] + 6.0) % 12.0 - 6.0
+  return jnp.square(difference_B)
+
+
+def _classification(num_classes: int) -> Encoding:
+  """N bins of 720 / N minutes; a bin decodes to the middle of the whole minutes it holds.
+
+  (For 720 bins that is the minute itself, not the bin's geometric centre half a minute later.)
+  """
+  first_K = -(-np.arange(num_classes + 1) * MINUTES // num_classes)  # ceil(k * 720 / N)
+  centre_K = jnp.asarray((first_K[:-1] + first_K[1:] - 1) / 2.0, jnp.float32)
+  return Encoding(
+      width=num_classes,
+      encode=lambda minutes_B: jax.nn.one_hot(minutes_B * num_classes // MINUTES, num_classes),
+      decode=lambda logits_BK: centre_K[jnp.argmax(logits_BK, axis=-1)],
+      loss=optax.softmax_cross_entropy)
+
+
+def _encode_multihead(minutes_B):
+  return jnp.concatenate([jax.nn.one_hot(minutes_B // 60, 12),
+                          (minutes_B % 60 / 60.0)[:, None]], axis=-1)
+
+
+def _decode_multihead(outputs_B13):
+  minute_B = jnp.clip(60.0 * outputs_B13[:, 12], 0.0, 59.0)
+  return 60.0 * jnp.argmax(outputs_B13[:, :12], axis=-1) + minute_B
+
+
+def _multihead_loss(outputs_B13, targets_B13):
+  return (optax.softmax_cross_entropy(outputs_B13[:, :12], targets_B13[:, :12])
+          + jnp.square(outputs_B13[:, 12] - targets_B13[:, 12]))
+
+
+def _encode_periodic(minutes_B):
+  """(sin, cos) of the hour hand's and the minute hand's angles, clockwise from 12."""
+  hour_angle_B = 2 * jnp.pi * minutes_B / MINUTES
+  minute_angle_B = 2 * jnp.pi * (minutes_B % 60) / 60.0
+  return jnp.stack([jnp.sin(hour_angle_B), jnp.cos(hour_angle_B), jnp.sin(minute_angle_B),
+                    jnp.cos(minute_angle_B)], axis=-1)
+
+
+def _decode_periodic(outputs_B4):
+  """The minute from the minute hand; the hour from where the hour hand would be at h:00.
+
+  The hour hand at 2:59 points almost at 3; less the 59 minutes' worth it has moved, it points
+  at 2, so 2:59 does not become 3:59.
+  """
+  hand_B = jnp.arctan2(outputs_B4[:, 0], outputs_B4[:, 1]) * 12 / (2 * jnp.pi)  # in hours
+  minute_B = jnp.arctan2(outputs_B4[:, 2], outputs_B4[:, 3]) * 60 / (2 * jnp.pi) % 60.0
+  hour_B = jnp.round(hand_B - minute_B / 60.0) % 12
+  return 60.0 * hour_B + minute_B
+
+
+def _encode_cos_only(minutes_B):
+  hour_B, minute_B = minutes_B // 60, minutes_B % 60
+  return jnp.stack([jnp.cos(jnp.pi * hour_B / 12.0), jnp.cos(jnp.pi * minute_B / 60.0)], axis=-1)
+
+
+def _decode_cos_only(outputs_B2):
+  """arccos back into [0, pi): the nearest whole hour in 0..11, the minute in [0, 59]."""
+  angle_B2 = jnp.arccos(jnp.clip(outputs_B2, -1.0, 1.0))
+  hour_B = jnp.clip(jnp.round(angle_B2[:, 0] * 12 / jnp.pi), 0, 11)
+  minute_B = jnp.clip(angle_B2[:, 1] * 60 / jnp.pi, 0.0, 59.0)
+  return 60.0 * hour_B + minute_B
+
+
+# name -> build(config.clock) -> Encoding
+ENCODINGS: dict[str, Callable[[ml_collections.ConfigDict], Encoding]] = {
+    "regression": lambda _: Encoding(1, _encode_hours, _decode_hours, _squared_error),
+    "regression_wrap": lambda _: Encoding(1, _encode_hours, _decode_hours,
+                                          _squared_circular_hours),
+    "classification": lambda clock: _classification(clock.classes),
+    "multihead": lambda _: Encoding(13, _encode_multihead, _decode_multihead, _multihead_loss),
+    "periodic": lambda _: Encoding(4, _encode_periodic, _decode_periodic, _squared_error),
+    "cos_only": lambda _: Encoding(2, _encode_cos_only, _decode_cos_only, _squared_error),
+}
+
+
+def encoding(clock: ml_collections.ConfigDict) -> Encoding:
+  """The encoding `config.clock` names; raises ConfigError for an unknown one or a bad knob."""
+  if clock.encoding not in ENCODINGS:
+    raise ConfigError(f"config.clock.encoding={clock.encoding!r}: unknown encoding; allowed: "
+                      f"{', '.join(sorted(ENCODINGS))}")
+  if clock.encoding == "classification" and not 2 <= clock.classes <= MINUTES:
+    raise ConfigError(f"config.clock.classes={clock.classes}: must be in [2, {MINUTES}]")
+  return ENCODINGS[clock.encoding](clock)
+
+
+# The task. ---------------------------------------------------------------------------------
+
+def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int):
+  """Returns (init, train_step, eval_step, analyze) for `config.model` under `config.clock`."""
+  code = encoding(config.clock)
+  if config.model.num_classes != code.width:
+    raise ConfigError(f"config.model.num_classes={config.model.num_classes}: encoding "
+                      f"config.clock.encoding={config.clock.encoding!r} needs {code.width} outputs")
+  if config.loss:
+    raise ConfigError(f"config.loss={config.loss!r}: the clock task's loss comes with "
+                      f"config.clock.encoding; leave config.loss empty")
+  if config.data.augment.flip:
+    raise ConfigError(f"config.data.augment.flip={config.data.augment.flip!r}: a mirrored clock "
+                      "shows another time")
+  model = models.build(config.model)
+  tx = optim.make_optimizer(config.optimizer, total_steps)
+  standardize = _standardizer(config.data, data.train)
+  augment_args = config.data.augment.to_dict()
+
+  def init(rng, batch):
+    variables = model.init(rng, standardize(batch["image"]), train=False)
+    params = variables["params"]
+    return State(params=params, batch_stats=variables.get("batch_stats", {}),
+                 opt_state=tx.init(params))
+
+  def train_step(state, batch, rng):
+    augment_rng, dropout_rng = jax.random.split(rng)
+    images = augment.augment(augment_rng, standardize(batch["image"]), **augment_args)
+    true_B = time_minutes(batch["hour"], batch["minute"])
+
+    def loss(params):
+      outputs_BK, updates = model.apply(
+          {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+          rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
+      return code.loss(outputs_BK, code.encode(true_B)).mean(), (outputs_BK, updates)
+
+    (loss_value, (outputs_BK, updates)), grads = jax.value_and_grad(loss, has_aux=True)(
+        state.params)
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    state = State(params=optax.apply_updates(state.params, param_updates),
+                  batch_stats=updates.get("batch_stats", state.batch_stats), opt_state=opt_state)
+    error_B = common_sense_minutes(decoded_minutes(code, outputs_BK), true_B)
+    return state, {"loss": loss_value, "error_minutes": error_B.mean()}
+
+  def eval_step(state, batch):
+    outputs_BK = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                             standardize(batch["image"]), train=False)
+    true_B = time_minutes(batch["hour"], batch["minute"])
+    predicted_B = decoded_minutes(code, outputs_BK)
+    return {"loss": code.loss(outputs_BK, code.encode(true_B)),
+            "error_minutes": common_sense_minutes(predicted_B, true_B).astype(jnp.float32),
+            "predicted_minutes": predicted_B.astype(jnp.float32),
+            "true_minutes": true_B.astype(jnp.float32)}
+
+  return init, train_step, eval_step, analyze
+
+
+# After training. -------------------------------------------------------------------------------
+
+def analyze(outputs: dict[str, np.ndarray], examples: dict[str, np.ndarray],
+            workdir: str) -> dict[str, float]:
+  """Median and 90th-percentile test error; writes error_histogram.png, worst_predictions.png.
+
+  The mean, which the trainer reports, hides how errors are spread: a few 12 <-> 1 or hour-hand
+  confusions of 60 minutes or more weigh as much as many small misreadings.
+  """
+  error_N = outputs["error_minutes"]
+  summary = {"error_minutes_median": float(np.median(error_N)),
+             "error_minutes_p90": float(np.percentile(error_N, 90))}
+  _plot_errors(error_N, outputs["true_minutes"], summary,
+               os.path.join(workdir, "error_histogram.png"))
+  worst_N = np.argsort(-error_N, kind="stable")[:WORST_SHOWN]
+  _plot_worst(examples["image"][worst_N], outputs["true_minutes"][worst_N],
+              outputs["predicted_minutes"][worst_N], error_N[worst_N],
+              os.path.join(workdir, "worst_predictions.png"))
+  return summary
+
+
+def format_time(minutes: float) -> str:
+  """h:mm with hour 0 for twelve o'clock, as the labels are."""
+  hour, minute = divmod(int(minutes), 60)
+  return f"{hour}:{minute:02d}"
+
+
+def _plot_errors(error_N: np.ndarray, true_N: np.ndarray, summary: dict[str, float],
+                 path: str) -> None:
+  """The error histogram (log counts: the tail is the story) and the mean error by true hour."""
+  figure = Figure(figsize=(11, 3.8))
+  histogram, by_hour = figure.subplots(1, 2, gridspec_kw=dict(width_ratios=(2, 1)))
+  histogram.hist(error_N, bins=np.arange(0, max(float(error_N.max()), 1.0) + 2) - 0.5, log=True)
+  for name, style in (("median", "--"), ("p90", ":")):
+    value = summary[f"error_minutes_{name}"]
+    histogram.axvline(value, color="k", linestyle=style, label=f"{name} {value:g} min")
+  histogram.set_title(f"{len(error_N)} test clocks, mean error {error_N.mean():.2f} min")
+  histogram.set_xlabel("common-sense error (minutes)")
+  histogram.set_ylabel("clocks")
+  histogram.legend()
+  hour_N = (true_N // 60).astype(int)
+  mean_H = [error_N[hour_N == hour].mean() if (hour_N == hour).any() else 0.0
+            for hour in range(12)]
+  by_hour.bar(range(12), mean_H)
+  by_hour.set_xticks(range(12), ["12", *map(str, range(1, 12))])
+  by_hour.set_xlabel("true hour")
+  by_hour.set_ylabel("mean error (minutes)")
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+
+
+def _plot_worst(images_NHWC: np.ndarray, true_N: np.ndarray, predicted_N: np.ndarray,
+                error_N: np.ndarray, path: str, columns: int = 8) -> None:
+  rows = math.ceil(len(images_NHWC) / columns)
+  cell = max(1.8, 1.1 * images_NHWC.shape[1] / 100)  # show every pixel at 100 dpi
+  figure = Figure(figsize=(cell * columns, (cell + 0.45) * rows))
+  for index, ax in enumerate(figure.subplots(rows, columns, squeeze=False).flat):
+    ax.set_axis_off()
+    if index < len(images_NHWC):
+      ax.imshow(images_NHWC[index, :, :, 0], cmap="gray", vmin=0, vmax=255,
+                interpolation="nearest")
+      ax.set_title(f"true {format_time(true_N[index])}\npredicted "
+                   f"{format_time(predicted_N[index])} ({error_N[index]:.0f})", fontsize=8)
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
