@@ -24,9 +24,9 @@ back, but 12 o'clock (h = 0) and 1 o'clock lie closest together of all hours in 
 1 (the reports' "12 <-> 1 confusion bump"); and 11:59 and 0:00, a minute apart on the dial, get
 targets at opposite ends of the range.
 
-Images arrive as uint8 and are scaled in the jitted step as in classification; augmentation
-(zoom, rotation, translation: the labels follow the dial, so these keep the time) runs there
-too, but never a flip, which shows another time.
+The model, the step and the preprocessing are `supervised`'s, as for classification; of the
+augmentations, zoom, rotation and translation keep the time (the labels follow the dial), a flip
+never does.
 """
 
 import math
@@ -41,10 +41,9 @@ import numpy as np
 import optax
 from matplotlib.figure import Figure
 
-from dljax import models, optim
-from dljax.data import Splits, augment
+from dljax.data import Splits
 from dljax.errors import ConfigError
-from dljax.tasks.classification import State, _standardizer
+from dljax.tasks import supervised
 
 MINUTES = 720  # in 12 hours: times are t = 60 h + m in [0, MINUTES)
 WORST_SHOWN = 16  # test images in worst_predictions.png
@@ -202,46 +201,22 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int):
   if config.data.augment.flip:
     raise ConfigError(f"config.data.augment.flip={config.data.augment.flip!r}: a mirrored clock "
                       "shows another time")
-  model = models.build(config.model)
-  tx = optim.make_optimizer(config.optimizer, total_steps)
-  standardize = _standardizer(config.data, data.train)
-  augment_args = config.data.augment.to_dict()
 
-  def init(rng, batch):
-    variables = model.init(rng, standardize(batch["image"]), train=False)
-    params = variables["params"]
-    return State(params=params, batch_stats=variables.get("batch_stats", {}),
-                 opt_state=tx.init(params))
+  def true_minutes(batch):
+    return time_minutes(batch["hour"], batch["minute"])
 
-  def train_step(state, batch, rng):
-    augment_rng, dropout_rng = jax.random.split(rng)
-    images = augment.augment(augment_rng, standardize(batch["image"]), **augment_args)
-    true_B = time_minutes(batch["hour"], batch["minute"])
+  def error_minutes(outputs_BK, batch):
+    error_B = common_sense_minutes(decoded_minutes(code, outputs_BK), true_minutes(batch))
+    return {"error_minutes": error_B.astype(jnp.float32)}
 
-    def loss(params):
-      outputs_BK, updates = model.apply(
-          {"params": params, "batch_stats": state.batch_stats}, images, train=True,
-          rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
-      return code.loss(outputs_BK, code.encode(true_B)).mean(), (outputs_BK, updates)
+  def times(outputs_BK, batch):  # for `analyze`: which clocks were misread, and as what
+    return {"predicted_minutes": decoded_minutes(code, outputs_BK).astype(jnp.float32),
+            "true_minutes": true_minutes(batch).astype(jnp.float32)}
 
-    (loss_value, (outputs_BK, updates)), grads = jax.value_and_grad(loss, has_aux=True)(
-        state.params)
-    param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    state = State(params=optax.apply_updates(state.params, param_updates),
-                  batch_stats=updates.get("batch_stats", state.batch_stats), opt_state=opt_state)
-    error_B = common_sense_minutes(decoded_minutes(code, outputs_BK), true_B)
-    return state, {"loss": loss_value, "error_minutes": error_B.mean()}
-
-  def eval_step(state, batch):
-    outputs_BK = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                             standardize(batch["image"]), train=False)
-    true_B = time_minutes(batch["hour"], batch["minute"])
-    predicted_B = decoded_minutes(code, outputs_BK)
-    return {"loss": code.loss(outputs_BK, code.encode(true_B)),
-            "error_minutes": common_sense_minutes(predicted_B, true_B).astype(jnp.float32),
-            "predicted_minutes": predicted_B.astype(jnp.float32),
-            "true_minutes": true_B.astype(jnp.float32)}
-
+  init, train_step, eval_step = supervised.build(
+      config, data, total_steps,
+      loss=lambda outputs_BK, batch: code.loss(outputs_BK, code.encode(true_minutes(batch))),
+      metrics=error_minutes, predictions=times)
   return init, train_step, eval_step, analyze
 
 

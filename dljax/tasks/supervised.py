@@ -1,0 +1,84 @@
+"""Supervised learning on images: one network, a per-example loss, per-example metrics.
+
+Classification and clock reading are both this; they differ only in how outputs meet labels.
+A task passes `loss(outputs_BK, batch) -> loss_B` and `metrics(outputs_BK, batch) -> {name:
+value_B}`; this module does the rest: the state, scaling uint8 images (and standardising them,
+if asked) and augmenting them per example inside the jitted step, the gradient step, BatchNorm
+statistics and the dropout RNG.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+
+from dljax import models, optim
+from dljax.data import Split, Splits, augment, channel_stats
+
+Batch = dict[str, jax.Array]
+LossFn = Callable[[jax.Array, Batch], jax.Array]  # outputs_BK, batch -> loss_B
+MetricsFn = Callable[[jax.Array, Batch], dict[str, jax.Array]]  # outputs_BK, batch -> {name: _B}
+
+
+@struct.dataclass
+class State:
+  params: Any
+  batch_stats: Any  # BatchNorm running statistics; {} for models without BatchNorm
+  opt_state: Any
+
+
+def standardizer(config: ml_collections.ConfigDict, train: Split):
+  """uint8 images -> float32 in [0, 1], or standardised by the train split's channel statistics."""
+  if config.normalize == "none":
+    return lambda images: images.astype(jnp.float32) / 255.0
+  mean_C, std_C = (stat_C / 255.0 for stat_C in channel_stats(train, "image"))
+  return lambda images: (images.astype(jnp.float32) / 255.0 - mean_C) / std_C
+
+
+def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, loss: LossFn,
+          metrics: MetricsFn, predictions: MetricsFn | None = None):
+  """Returns (init, train_step, eval_step) for `config.model` trained on `loss`.
+
+  Train steps report the mean loss and the means of `metrics`; eval steps report them per
+  example, plus `predictions` (per-example values an `analyze` hook may want, not averages).
+  """
+  model = models.build(config.model)
+  tx = optim.make_optimizer(config.optimizer, total_steps)
+  standardize = standardizer(config.data, data.train)
+  augment_args = config.data.augment.to_dict()
+
+  def init(rng, batch):
+    variables = model.init(rng, standardize(batch["image"]), train=False)
+    params = variables["params"]
+    return State(params=params, batch_stats=variables.get("batch_stats", {}),
+                 opt_state=tx.init(params))
+
+  def train_step(state, batch, rng):
+    augment_rng, dropout_rng = jax.random.split(rng)
+    images = augment.augment(augment_rng, standardize(batch["image"]), **augment_args)
+
+    def mean_loss(params):
+      outputs_BK, updates = model.apply(
+          {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+          rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
+      return loss(outputs_BK, batch).mean(), (outputs_BK, updates)
+
+    (loss_value, (outputs_BK, updates)), grads = jax.value_and_grad(mean_loss, has_aux=True)(
+        state.params)
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    state = State(params=optax.apply_updates(state.params, param_updates),
+                  batch_stats=updates.get("batch_stats", state.batch_stats), opt_state=opt_state)
+    means = {name: value_B.mean() for name, value_B in metrics(outputs_BK, batch).items()}
+    return state, {"loss": loss_value, **means}
+
+  def eval_step(state, batch):
+    outputs_BK = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                             standardize(batch["image"]), train=False)
+    extra = predictions(outputs_BK, batch) if predictions else {}
+    return {"loss": loss(outputs_BK, batch), **metrics(outputs_BK, batch), **extra}
+
+  return init, train_step, eval_step
