@@ -28,14 +28,15 @@ from dljax.tasks import classification, clock
 State = Any
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
+# analyze(per-example eval outputs, the test examples, workdir) -> extra test metrics
+Analyze = Callable[[dict[str, np.ndarray], dict[str, np.ndarray], str], dict[str, float]]
 
 
 class Task(NamedTuple):
   init: Callable[[jax.Array, Batch], State]
   train_step: Callable[[State, Batch, jax.Array], tuple[State, Metrics]]
   eval_step: Callable[[State, Batch], Metrics]
-  analyze: Callable[[dict[str, np.ndarray], dict[str, np.ndarray], str], dict[str, float]] | None = (
-      None)
+  analyze: Analyze | None = None
 
 
 # name -> build(config, data, total_steps) -> Task
