@@ -64,6 +64,19 @@ def test_interrupted_generation_leaves_nothing_that_looks_complete(tmp_path, mon
   assert reader.info.splits["train"].num_examples == 10
 
 
+def test_losing_a_generation_race_to_another_process_is_fine(tmp_path, monkeypatch):
+  options = dict(TINY, num_examples=6)
+  generate = clocks.Clocks.download_and_prepare
+
+  def lose_the_race(self, **kwargs):
+    monkeypatch.setattr(clocks.Clocks, "download_and_prepare", generate)
+    clocks.prepared(options, str(tmp_path))  # another process, finishing first
+    raise OSError("Directory not empty")  # what renaming our copy into place then meets
+
+  monkeypatch.setattr(clocks.Clocks, "download_and_prepare", lose_the_race)
+  assert clocks.prepared(options, str(tmp_path)).info.splits["test"].num_examples == 1
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("size", 4, "config.data.clocks.size=4: must be >= 8"),
     ("difficulty", 1.5, "config.data.clocks.difficulty=1.5: must be in [0, 1]"),

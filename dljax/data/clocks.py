@@ -17,9 +17,9 @@ file sorted by time would test on times train never saw). Examples are stored in
 
 Images are stored as raw bytes (`tfds.features.Tensor`, encoding 'bytes'), not as PNG
 (`tfds.features.Image`): TFDS needs tensorflow to encode PNGs, and encoding them with Pillow
-costs ~3 ms a 150 px image, as long again as rendering it, while array_record's own compression
-already stores the noisy clocks in ~78% of their raw size (PNG: 65%) and decodes 2.5x faster
-than zlib-encoded tensors. ('none', TFDS's default, would store every pixel as an int64.)
+costs ~3 ms a 150 px image, more than rendering it (~2 ms), while array_record's own compression
+already stores the noisy clocks in ~78% of their raw size (PNG: 65%), and raw bytes decode 2.5x
+faster than zlib-encoded tensors. ('none', TFDS's default, would store each pixel as an int64.)
 
 Each combination of source, size, number of examples, difficulty and seed is its own builder
 config (e.g. `clocks/render_64px_n18000_d1_seed0`), so data sets of different parameters never

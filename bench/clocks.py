@@ -1,0 +1,127 @@
+r"""The clock study's table: every label encoding trained on the same rendered clocks.
+
+    python bench/clocks.py > clocks.json                     # 150 px: a GPU's work
+    python bench/clocks.py --size 64 --difficulty 0.5 --epochs 15   # a table on a CPU
+    python bench/clocks.py --variants periodic,multihead --size 64
+
+Each variant is its config file (configs/clock_*.py; classification once per class count of
+`configs.clock_classification.sweep_classes()`), trained by `dljax.train.run` in its own
+workdir under --workdir on --num_examples clocks (default 18,000: the course data set's size)
+rendered at --size px: 10% of train held out for validation (early stopping and the best
+checkpoint), the last 20% held-out test.
+Prints one JSON object: the machine, the settings, and per variant the test mean / median / 90th
+percentile common-sense error in minutes, epochs, train seconds, and the reports' numbers for
+the same encoding (experiments.md section H) with whether the variant beats the best of them.
+Progress goes to stderr. Running again on the same --workdir resumes (or just re-tests) each
+variant.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import jax
+
+from configs import clock_classification
+from dljax import config_lib, train
+
+# variant -> config file[:arg]
+VARIANTS = {
+    "regression": "configs/clock_regression.py",
+    "regression_wrap": "configs/clock_regression_wrap.py",
+    **{f"classification_{trial['config_arg'].removeprefix('classes=')}":
+       f"configs/clock_classification.py:{trial['config_arg']}"
+       for trial in clock_classification.sweep_classes()},
+    "multihead": "configs/clock_multihead.py",
+    "periodic": "configs/clock_periodic.py",
+    "cos_only": "configs/clock_periodic.py:cos_only",
+}
+
+# variant -> the reports' common-sense errors in minutes (experiments.md section H; hours x 60).
+REPORTS = {
+    "regression": {"002 (MSE)": 11.48, "002 (MAE)": 14.26, "003": 42.32},
+    "regression_wrap": {"004 (common-sense loss)": 19.0},
+    "classification_24": {"002": 23.94, "003": 37.24},
+    "classification_48": {"002": 47.29},
+    "classification_72": {"003": 57.10},
+    "classification_96": {"002": 10.12},
+    "classification_192": {"002": 6.14},
+    "classification_360": {"002": 181.36},
+    "classification_720": {"002": 179.61, "003": 181.85},
+    "multihead": {"004": 5.0, "003": 51.80},
+    "periodic": {},  # (sin, cos) of the hands' angles: the repos' alternative, no number
+    "cos_only": {"004": 6.0},
+}
+
+
+def run_variant(name: str, args: argparse.Namespace) -> dict:
+  config = config_lib.load(VARIANTS[name])
+  overrides = {"data.clocks.size": args.size, "data.clocks.num_examples": args.num_examples,
+               "data.clocks.difficulty": args.difficulty}
+  if args.data_dir:
+    overrides["data.dir"] = args.data_dir
+  if args.epochs:
+    overrides["num_epochs"] = args.epochs
+  for key, value in overrides.items():
+    config_lib.override(config, key, value)
+  start = time.perf_counter()
+  results = train.run(config, os.path.join(args.workdir, name))
+  test, reports = results["test"], REPORTS[name]
+  return {
+      "variant": name,
+      "config": VARIANTS[name],
+      "mean_error_minutes": test["error_minutes"],
+      "median_error_minutes": test["error_minutes_median"],
+      "p90_error_minutes": test["error_minutes_p90"],
+      "epochs": results["epochs"],
+      "stopped_early": results["stopped_early"],
+      "train_seconds": results["train_seconds"],
+      "wall_seconds": time.perf_counter() - start,
+      "parameters": results["parameters"],
+      "reports_minutes": reports,
+      "beats_reports": test["error_minutes"] < min(reports.values()) if reports else None,
+  }
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
+  parser.add_argument("--size", type=int, default=150, help="image size in pixels")
+  parser.add_argument("--num_examples", type=int, default=18_000, help="train + test clocks")
+  parser.add_argument("--difficulty", type=float, default=1.0,
+                      help="0 = one clean clock style, 1 = the full variety")
+  parser.add_argument("--epochs", type=float, default=0.0, help="0 = each config's own")
+  parser.add_argument("--workdir", default="runs/clock_bench")
+  parser.add_argument("--data_dir", default="", help="TFDS data dir (default: dljax's)")
+  args = parser.parse_args()
+  names = args.variants.split(",")
+  unknown = sorted(set(names) - set(VARIANTS))
+  if unknown:
+    parser.error(f"unknown variants {', '.join(unknown)}; allowed: {', '.join(VARIANTS)}")
+  device = jax.devices()[0]
+  table = {
+      "machine": {"processor": platform.processor() or platform.machine(),
+                  "cpu_cores": os.cpu_count(), "platform": device.platform,
+                  "device": device.device_kind, "device_count": jax.device_count(),
+                  "load_average_at_start": os.getloadavg()},
+      "settings": {"size": args.size, "num_examples": args.num_examples,
+                   "difficulty": args.difficulty,
+                   "epochs": args.epochs or "each config's own"},
+      "variants": [],
+  }
+  start = time.perf_counter()
+  for name in names:
+    print(f"--- {name}", file=sys.stderr)
+    table["variants"].append(run_variant(name, args))
+  table["wall_seconds"] = time.perf_counter() - start
+  table["machine"]["load_average_at_end"] = os.getloadavg()
+  best = min(table["variants"], key=lambda row: row["mean_error_minutes"])
+  table["best"] = {"variant": best["variant"], "mean_error_minutes": best["mean_error_minutes"]}
+  print(json.dumps(table, indent=2))
+
+
+if __name__ == "__main__":
+  main()
