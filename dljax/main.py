@@ -42,6 +42,9 @@ def _fail(error: Exception) -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not flags.FLAGS["verbosity"].present:
+    # Orbax logs every save at INFO; the progress bar and metrics files say what matters.
+    logging.set_verbosity(logging.WARNING)
   sharding.maybe_initialize_distributed(
       _DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
@@ -55,7 +58,7 @@ def main(argv: list[str]) -> None:
   except (ConfigError, DataError) as error:
     _fail(error)
   if results is None:
-    logging.info("Stopped by SIGTERM after a checkpoint; run again to resume.")
+    logging.warning("Stopped by a signal after a checkpoint; run the same command to resume.")
 
 
 if __name__ == "__main__":
