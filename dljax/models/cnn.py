@@ -83,9 +83,9 @@ class CNN(nn.Module):
       if index in self.pool_after:
         x = layers.max_pool_2x2(x)
       if index in self.dropout_after:
-        x = nn.Dropout(self.conv_dropout, deterministic=not train)(x)
+        x = layers.Dropout(self.conv_dropout)(x, train=train)
     x = x.mean(axis=(1, 2)) if self.global_pool else x.reshape(x.shape[0], -1)
     for width in self.hidden:
       x = act(nn.Dense(width, kernel_init=init)(x))
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+      x = layers.Dropout(self.dropout)(x, train=train)
     return nn.Dense(self.num_classes, kernel_init=init)(x)

@@ -1,9 +1,11 @@
-"""Building blocks shared by the model files: named activations and initialisers, a fast pool."""
+"""Building blocks shared by the model files: named activations and initialisers, dropout whose
+rate may be a traced value, a fast pool."""
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from dljax import trials
 from dljax.registry import lookup
 
 ACTIVATIONS = {
@@ -43,6 +45,25 @@ def initializer(name: str, key: str = "config.model.kernel_init"):
   if name == "random_uniform":  # flax's uniform draws from [0, scale): centre it like Keras.
     return lambda rng, shape, dtype=jnp.float32: init(rng, shape, dtype) - 0.05
   return init
+
+
+class Dropout(nn.Module):
+  """`nn.Dropout` (the same random bits, the same outputs) for a rate that may be traced.
+
+  Trials trained together (`dljax.trials`) hold their dropout rates as traced scalars, and Flax's
+  layer decides in Python whether the rate is 0 or 1. A rate of exactly 0 given as a number still
+  skips the layer; a traced rate always draws its mask (for rate 0 it keeps everything).
+  """
+  rate: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if not train or not trials.nonzero(self.rate):
+      return x
+    keep = 1.0 - self.rate
+    mask = jax.random.bernoulli(self.make_rng("dropout"), p=keep, shape=x.shape)
+    # The floor keeps rate 1 (nothing kept) from dividing by zero, in values and in gradients.
+    return jnp.where(mask, x / jnp.maximum(keep, 1e-12), jnp.zeros_like(x))
 
 
 @jax.custom_vjp

@@ -25,5 +25,5 @@ class MLP(nn.Module):
     x = x_B.reshape(x_B.shape[0], -1)
     for width in self.hidden:
       x = act(nn.Dense(width, kernel_init=layers.initializer(self.kernel_init))(x))
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+      x = layers.Dropout(self.dropout)(x, train=train)
     return nn.Dense(self.num_classes, kernel_init=layers.initializer(self.kernel_init))(x)
