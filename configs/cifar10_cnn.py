@@ -47,7 +47,7 @@ def get_config(arg: str | None = None):
                       strides=1, padding="SAME", batch_norm_after=(0, 1) if arg.batchnorm else (),
                       pool_after=(0, 1, 2), dropout_after=(0, 1, 2, 3), conv_dropout=arg.dropout,
                       global_pool=True, hidden=(), dropout=0.0, activation="relu",
-                      kernel_init=arg.init, num_classes=10)
+                      kernel_init=arg.init, bias_init="zeros", num_classes=10)
   augment = lookup(AUGMENTATIONS, arg.aug, "config argument aug", "augmentation")
   config.data = data_config("cifar10", validation="test", normalize="per_channel",
                             augment=augment)

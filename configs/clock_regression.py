@@ -47,7 +47,7 @@ def recipe(encoding: str, smoke: bool, **encoding_knobs) -> ml_collections.Confi
                       kernel_sizes=(3, 3, 3, 3, 3, 3), strides=2, padding="SAME",
                       batch_norm_after=(0, 1, 2, 3, 4, 5), pool_after=(), dropout_after=(),
                       conv_dropout=0.0, global_pool=True, hidden=(256,), dropout=0.0,
-                      activation="relu", kernel_init="glorot_uniform",
+                      activation="relu", kernel_init="glorot_uniform", bias_init="zeros",
                       num_classes=clock.encoding(config.clock).width)
   config.data = data_config(
       "clocks", validation="last", validation_size=0.1, clocks=dict(clocks.OPTIONS),

@@ -28,7 +28,8 @@ def get_config(arg: str | None = None):
                       kernel_sizes=(7, 3, 3, 3, 3), strides=1, padding="SAME",
                       batch_norm_after=(), pool_after=(0, 2, 4), dropout_after=(),
                       conv_dropout=0.0, global_pool=False, hidden=(128, 64), dropout=0.5,
-                      activation="relu", kernel_init="glorot_uniform", num_classes=10)
+                      activation="relu", kernel_init="glorot_uniform", bias_init="zeros",
+                      num_classes=10)
   config.data = data_config("fashion_mnist", validation="last", validation_size=5000,
                             normalize="per_channel")
   config.optimizer = optim.optimizer_config("nadam", learning_rate=1e-3)

@@ -21,8 +21,9 @@ def get_config(arg: str | None = None):
       num_epochs=30.0,
       early_stopping=dict(metric="accuracy", mode="max", patience=0, restore_best=False),
   )
-  config.model = dict(name="mlp", hidden=(300, 100), dropout=0.0, activation="relu",
-                      kernel_init="glorot_uniform", num_classes=10)
+  config.model = dict(name="mlp", hidden=(300, 100), dropout=0.0, dropout_after=None,
+                      batch_norm_after=(), activation="relu", kernel_init="glorot_uniform",
+                      bias_init="zeros", num_classes=10)
   config.data = data_config("fashion_mnist", validation="first", validation_size=5000)
   config.optimizer = optim.optimizer_config("sgd", learning_rate=0.01)
   if arg.smoke:

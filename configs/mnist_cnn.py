@@ -22,7 +22,8 @@ def get_config(arg: str | None = None):
   config.model = dict(name="cnn", conv_features=(32, 64), kernel_sizes=(3, 3), strides=1,
                       padding="VALID", batch_norm_after=(), pool_after=(1,), dropout_after=(1,),
                       conv_dropout=0.25, global_pool=False, hidden=(128,), dropout=0.5,
-                      activation="relu", kernel_init="glorot_uniform", num_classes=10)
+                      activation="relu", kernel_init="glorot_uniform", bias_init="zeros",
+                      num_classes=10)
   config.data = data_config("mnist", validation="test")
   config.optimizer = optim.optimizer_config("adadelta", learning_rate=1.0)
   if arg.smoke:

@@ -18,8 +18,9 @@ def get_config(arg: str | None = None):
       num_epochs=20.0,
       early_stopping=dict(metric="accuracy", mode="max", patience=0, restore_best=False),
   )
-  config.model = dict(name="mlp", hidden=(512, 512), dropout=0.2, activation="relu",
-                      kernel_init="glorot_uniform", num_classes=10)
+  config.model = dict(name="mlp", hidden=(512, 512), dropout=0.2, dropout_after=None,
+                      batch_norm_after=(), activation="relu", kernel_init="glorot_uniform",
+                      bias_init="zeros", num_classes=10)
   config.data = data_config("mnist", validation="test")
   config.optimizer = optim.optimizer_config("rmsprop", learning_rate=1e-3)
   if arg.smoke:

@@ -1,5 +1,6 @@
 """Every config file loads, validates and builds its model; the reference configs train (smoke)."""
 
+import dataclasses
 import glob
 import os
 
@@ -21,6 +22,27 @@ CONFIG_FILES = sorted(os.path.relpath(path, REPO) for path in glob.glob(f"{REPO}
 def test_config_loads_locked_validates_and_builds_its_model(path, arg):
   config = config_lib.load(os.path.join(REPO, path) + arg)
   assert config.is_locked
+  config_lib.validate(config)
+  models.build(config.model)
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES)
+def test_every_model_knob_is_in_the_config_so_the_command_line_reaches_it(path):
+  config = config_lib.load(os.path.join(REPO, path))
+  model_class = models.MODELS[config.model.name]
+  fields = {field.name for field in dataclasses.fields(model_class)} - {"parent", "name"}
+  assert set(config.model) - {"name"} == fields
+
+
+@pytest.mark.parametrize("path, key, value", [
+    ("configs/mnist_mlp.py", "model.dropout_after", "(1,)"),
+    ("configs/mnist_mlp.py", "model.batch_norm_after", "(0, 1)"),
+    ("configs/geron_mlp.py", "model.bias_init", "he_normal"),
+    ("configs/mnist_cnn.py", "model.bias_init", "ones"),
+])
+def test_new_knobs_override_the_locked_configs_and_build(path, key, value):
+  config = config_lib.load(os.path.join(REPO, path))
+  config_lib.override(config, key, value)
   config_lib.validate(config)
   models.build(config.model)
 

@@ -1,4 +1,5 @@
-"""The reference models: Keras parameter counts, shapes, BatchNorm and Dropout modes, the pool."""
+"""The reference models: Keras parameter counts, shapes, BatchNorm and Dropout modes and placement,
+bias initialisers, the pool."""
 
 import functools
 import re
@@ -16,7 +17,7 @@ import configs.mnist_cnn
 import configs.mnist_mlp
 from dljax import models
 from dljax.errors import ConfigError
-from dljax.models import cnn, layers
+from dljax.models import cnn, layers, mlp
 
 
 def conv(size: int, channels_in: int, features: int) -> int:
@@ -108,7 +109,7 @@ def test_batch_norm_updates_keras_running_statistics_in_train_mode_only():
   conv_out = nn.Conv(32, (3, 3), padding="SAME").apply(
       {"params": variables["params"]["Conv_0"]}, x)
   stats = updates["batch_stats"]["BatchNorm_0"]
-  momentum = cnn.BATCH_NORM_MOMENTUM
+  momentum = layers.BATCH_NORM_MOMENTUM
   np.testing.assert_allclose(stats["mean"], (1 - momentum) * conv_out.mean(axis=(0, 1, 2)),
                              rtol=1e-4, atol=1e-7)
   np.testing.assert_allclose(stats["var"], momentum + (1 - momentum) * conv_out.var(axis=(0, 1, 2)),
@@ -125,14 +126,101 @@ def test_dropout_is_active_only_in_train_mode():
   assert not np.allclose(train(1), evaluate())
 
 
-@pytest.mark.parametrize("key, value, problem", [
-    ("kernel_sizes", (3,), "needs one size per conv layer"),
-    ("pool_after", (2,), "conv layer indices must be in [0, 2)"),
-    ("dropout_after", (-1,), "conv layer indices must be in [0, 2)"),
+@pytest.mark.parametrize("model, key, value, problem", [
+    (cnn.CNN, "kernel_sizes", (3,), "needs one size per conv layer"),
+    (cnn.CNN, "pool_after", (2,), "conv layer indices in [0, 2)"),
+    (cnn.CNN, "dropout_after", (-1,), "conv layer indices in [0, 2)"),
+    (mlp.MLP, "dropout_after", (2,), "hidden layer indices in [0, 2)"),
+    (mlp.MLP, "dropout_after", 0, "must be a tuple of hidden layer indices in [0, 2)"),
+    (mlp.MLP, "batch_norm_after", (0, -1), "hidden layer indices in [0, 2)"),
 ])
-def test_misshapen_layer_lists_are_config_errors(key, value, problem):
+def test_misshapen_layer_lists_are_config_errors(model, key, value, problem):
   with pytest.raises(ConfigError, match=rf"config\.model\.{key}=.*{re.escape(problem)}"):
-    cnn.CNN(**{key: value})
+    model(**{key: value})
+
+
+HIDDEN = (5, 4, 3)  # distinct widths tell the hidden layers apart
+
+
+def _apply_capturing(model: nn.Module, x: jax.Array):
+  """Train-mode outputs and {module name: its output}, from fresh variables."""
+  variables = model.init(jax.random.key(0), x, train=False)
+  outputs, state = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)},
+                               mutable=["batch_stats", "intermediates"],
+                               capture_intermediates=True)
+  captured = {name: value["__call__"][0] for name, value in state["intermediates"].items()
+              if name != "__call__"}
+  return variables, outputs, state, captured
+
+
+@pytest.mark.parametrize("dropout_after, dropped", [
+    (None, (0, 1, 2)),  # the default: every hidden layer, as before the knob
+    ((), ()),
+    ((2, 0), (0, 2)),
+])
+def test_mlp_dropout_follows_the_hidden_layers_it_names(dropout_after, dropped):
+  model = mlp.MLP(hidden=HIDDEN, dropout=0.5, dropout_after=dropout_after)
+  *_, captured = _apply_capturing(model, jnp.ones((2, 2, 2, 1)))
+  dropout_outputs = [captured[f"Dropout_{i}"] for i in range(len(dropped))]
+  assert [out.shape[-1] for out in dropout_outputs] == [HIDDEN[i] for i in dropped]
+  assert f"Dropout_{len(dropped)}" not in captured
+  assert all((out == 0).any() for out in dropout_outputs)  # rate 0.5 drops something
+
+
+def test_mlp_batch_norm_sits_between_dense_and_activation_with_keras_statistics():
+  model = mlp.MLP(hidden=(5, 4), batch_norm_after=(1,), activation="relu")
+  x = jax.random.normal(jax.random.key(2), (8, 3, 3, 1))
+  variables, logits, state, captured = _apply_capturing(model, x)
+  assert count(variables) == dense(9, 5) + dense(5, 4) + batch_norm(4) + dense(4, 10)
+  pre_activation = captured["Dense_1"]
+  momentum = layers.BATCH_NORM_MOMENTUM
+  stats = state["batch_stats"]["BatchNorm_0"]
+  np.testing.assert_allclose(stats["mean"], (1 - momentum) * pre_activation.mean(0), atol=1e-7)
+  np.testing.assert_allclose(stats["var"], momentum + (1 - momentum) * pre_activation.var(0),
+                             rtol=1e-6)
+  # Keras' epsilon 1e-3; gamma 1 and beta 0 at init; then relu, then the logits.
+  normalized = (pre_activation - pre_activation.mean(0)) / np.sqrt(pre_activation.var(0) + 1e-3)
+  np.testing.assert_allclose(captured["BatchNorm_0"], normalized, rtol=1e-5, atol=1e-6)
+  head = variables["params"]["Dense_2"]
+  np.testing.assert_allclose(logits, nn.relu(normalized) @ head["kernel"] + head["bias"],
+                             rtol=1e-5, atol=1e-6)
+
+
+def _bias_init_models(bias_init: str, width: int) -> list[nn.Module]:
+  return [mlp.MLP(hidden=(width,), bias_init=bias_init),
+          cnn.CNN(conv_features=(width,), kernel_sizes=(1,), pool_after=(), dropout_after=(),
+                  hidden=(3,), bias_init=bias_init)]
+
+
+def _biases(model: nn.Module) -> dict[str, np.ndarray]:
+  variables = jax.jit(model.init, static_argnames="train")(
+      jax.random.key(0), jnp.ones((1, 2, 2, 1)), train=False)
+  return {name: np.asarray(layer["bias"]) for name, layer in variables["params"].items()}
+
+
+def test_bias_init_ones_sets_every_dense_and_conv_bias_of_mlp_and_cnn():
+  for model in _bias_init_models("ones", width=3):
+    biases = _biases(model)
+    assert len(biases) == (3 if isinstance(model, cnn.CNN) else 2)
+    for bias in biases.values():
+      np.testing.assert_array_equal(bias, 1.0)
+
+
+def test_variance_scaling_biases_use_keras_fans_of_a_1d_shape():
+  """Keras: a bias of n units has fan_in = fan_out = n; he_uniform's limit is sqrt(6 / n)."""
+  width = 4096
+  for model in _bias_init_models("he_uniform", width):
+    for name, bias in _biases(model).items():
+      if bias.size == width:
+        limit = np.sqrt(6 / width)
+        assert np.abs(bias).max() <= limit
+        np.testing.assert_allclose(bias.std(), limit / np.sqrt(3), rtol=0.05, err_msg=name)
+
+
+@pytest.mark.parametrize("model", [mlp.MLP, cnn.CNN])
+def test_unknown_bias_init_names_its_key(model):
+  with pytest.raises(ConfigError, match=r"config\.model\.bias_init='nope': unknown initializer"):
+    model(bias_init="nope").init(jax.random.key(0), jnp.ones((1, 4, 4, 1)), train=False)
 
 
 @pytest.mark.parametrize("values", ["random", "ties"])

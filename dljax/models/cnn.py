@@ -1,12 +1,14 @@
-"""Plain CNN: conv blocks, then Flatten (or global average pooling), then the MLP's dense head.
+"""Plain CNN: conv blocks, then Flatten (or global average pooling), then dense layers.
 
 Conv block i reads like a row of the papers' tables:
     Conv(conv_features[i], kernel_sizes[i] x kernel_sizes[i]) -> BatchNorm if i in batch_norm_after
     -> activation -> 2x2 MaxPool if i in pool_after -> Dropout(conv_dropout) if i in dropout_after
-then Flatten (GlobalAvgPool if global_pool) -> [Dense(hidden[j]) -> activation -> Dropout] -> Dense.
-Keras semantics throughout: `kernel_init` kernels, zero biases, one `padding` for every conv,
-'valid' 2x2 pooling (an odd last row/column is dropped), BatchNorm(momentum=0.99, epsilon=1e-3)
-between conv and activation with its running statistics in the 'batch_stats' collection.
+then Flatten (GlobalAvgPool if global_pool) -> [Dense(hidden[j]) -> activation -> Dropout] -> Dense
+logits (the task applies the output activation).
+Keras semantics throughout: `kernel_init` kernels and `bias_init` biases (zeros, Keras' default)
+in every conv and dense layer, one `padding` for every conv, 'valid' 2x2 pooling (an odd last
+row/column is dropped), BatchNorm(momentum=0.99, epsilon=1e-3) between conv and activation with
+its running statistics in the 'batch_stats' collection.
 
 The reference architectures (configs/mnist_cnn.py, geron_cnn.py, cifar10_cnn.py; the defaults
 are mnist_cnn's):
@@ -33,11 +35,6 @@ from flax import linen as nn
 from dljax.errors import ConfigError
 from dljax.models import layers
 
-# Keras' BatchNormalization defaults (Flax's epsilon is 1e-5); both update the running statistics
-# as `momentum * running + (1 - momentum) * batch`, with the biased batch variance.
-BATCH_NORM_MOMENTUM = 0.99
-BATCH_NORM_EPSILON = 1e-3
-
 
 class CNN(nn.Module):
   conv_features: Sequence[int] = (32, 64)
@@ -53,7 +50,8 @@ class CNN(nn.Module):
   hidden: Sequence[int] = (128,)
   dropout: float = 0.5  # after each hidden dense layer
   activation: str = "relu"
-  kernel_init: str = "glorot_uniform"
+  kernel_init: str = "glorot_uniform"  # a name of layers.INITIALIZERS, for every kernel
+  bias_init: str = "zeros"  # the same, for every bias
   num_classes: int = 10
 
   def __post_init__(self):
@@ -63,22 +61,19 @@ class CNN(nn.Module):
       raise ConfigError(f"config.model.kernel_sizes={tuple(self.kernel_sizes)}: needs one size "
                         f"per conv layer ({num_convs}, as conv_features)")
     for key in ("batch_norm_after", "pool_after", "dropout_after"):
-      if not all(0 <= index < num_convs for index in getattr(self, key)):
-        raise ConfigError(f"config.model.{key}={tuple(getattr(self, key))}: conv layer indices "
-                          f"must be in [0, {num_convs})")
+      layers.check_layer_indices(key, getattr(self, key), num_convs, "conv")
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array, *, train: bool) -> jax.Array:
     act = layers.activation(self.activation)
-    init = layers.initializer(self.kernel_init)
+    inits = layers.param_inits(self.kernel_init, self.bias_init)
     x = x_BHWC
     for index, (features, size) in enumerate(zip(self.conv_features, self.kernel_sizes,
                                                  strict=True)):
       x = nn.Conv(features, (size, size), strides=self.strides, padding=self.padding,
-                  kernel_init=init)(x)
+                  **inits)(x)
       if index in self.batch_norm_after:
-        x = nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM,
-                         epsilon=BATCH_NORM_EPSILON)(x)
+        x = layers.batch_norm(x, train=train)
       x = act(x)
       if index in self.pool_after:
         x = layers.max_pool_2x2(x)
@@ -86,6 +81,6 @@ class CNN(nn.Module):
         x = layers.Dropout(self.conv_dropout)(x, train=train)
     x = x.mean(axis=(1, 2)) if self.global_pool else x.reshape(x.shape[0], -1)
     for width in self.hidden:
-      x = act(nn.Dense(width, kernel_init=init)(x))
+      x = act(nn.Dense(width, **inits)(x))
       x = layers.Dropout(self.dropout)(x, train=train)
-    return nn.Dense(self.num_classes, kernel_init=init)(x)
+    return nn.Dense(self.num_classes, **inits)(x)

@@ -1,12 +1,17 @@
-"""Building blocks shared by the model files: named activations and initialisers, dropout whose
-rate may be a traced value, a fast pool."""
+"""Building blocks shared by the model files: named activations and initialisers, Keras'
+BatchNorm, dropout whose rate may be a traced value, layer-index checks, a fast pool."""
+
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from dljax import trials
+from dljax.errors import ConfigError
 from dljax.registry import lookup
+
+Initializer = Callable[..., jax.Array]  # (rng, shape, dtype) -> array
 
 ACTIVATIONS = {
     "relu": nn.relu,
@@ -36,15 +41,54 @@ INITIALIZERS = {
 }
 
 
-def activation(name: str):
+# Keras' BatchNormalization defaults (Flax's epsilon is 1e-5); both update the running statistics
+# as `momentum * running + (1 - momentum) * batch`, with the biased batch variance.
+BATCH_NORM_MOMENTUM = 0.99
+BATCH_NORM_EPSILON = 1e-3
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
   return lookup(ACTIVATIONS, name, "config.model.activation", "activation")
 
 
-def initializer(name: str, key: str = "config.model.kernel_init"):
+def initializer(name: str, key: str = "config.model.kernel_init") -> Initializer:
+  """`INITIALIZERS[name]` with Keras' fans for 1-D shapes (biases); `key` names it in errors.
+
+  Keras (`compute_fans` in keras/src/initializers/random_initializers.py) gives a 1-D shape (n,)
+  fan_in = fan_out = n, where Flax's variance scaling refuses shapes under 2-D. An (n, 1, 1)
+  kernel has exactly those fans (a receptive field of n, one input and one output channel), so a
+  1-D shape is drawn as that and flattened: glorot, he and lecun biases are Keras's.
+  """
   init = lookup(INITIALIZERS, name, key, "initializer")
-  if name == "random_uniform":  # flax's uniform draws from [0, scale): centre it like Keras.
-    return lambda rng, shape, dtype=jnp.float32: init(rng, shape, dtype) - 0.05
-  return init
+
+  def keras_init(rng: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+    if len(shape) == 1:
+      return keras_init(rng, (*shape, 1, 1), dtype).reshape(shape)
+    values = init(rng, shape, dtype)
+    # flax's uniform draws from [0, 0.1): centre it on Keras's [-0.05, 0.05).
+    return values - 0.05 if name == "random_uniform" else values
+
+  return keras_init
+
+
+def param_inits(kernel_init: str, bias_init: str) -> dict[str, Initializer]:
+  """`kernel_init=` and `bias_init=` for nn.Dense and nn.Conv from config.model's names."""
+  return dict(kernel_init=initializer(kernel_init),
+              bias_init=initializer(bias_init, "config.model.bias_init"))
+
+
+def batch_norm(x: jax.Array, *, train: bool) -> jax.Array:
+  """Keras BatchNormalization over the last axis; statistics in the 'batch_stats' collection."""
+  return nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM,
+                      epsilon=BATCH_NORM_EPSILON)(x)
+
+
+def check_layer_indices(key: str, indices: Sequence[int], num_layers: int, kind: str) -> None:
+  """Raises a one-line ConfigError unless config.model.<key> holds `kind` layer indices."""
+  if not (isinstance(indices, Sequence) and all(
+      isinstance(index, int) and 0 <= index < num_layers for index in indices)):
+    raise ConfigError(f"config.model.{key}={indices!r}: must be a tuple of {kind} layer "
+                      f"indices in [0, {num_layers})")
 
 
 class Dropout(nn.Module):
