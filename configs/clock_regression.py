@@ -37,7 +37,8 @@ def recipe(encoding: str, smoke: bool, **encoding_knobs) -> ml_collections.Confi
   """The clock study's recipe with `encoding`; every clock_* config is this, or starts from it."""
   config = config_lib.trainer_config(
       task="clock",
-      loss="",  # the clock task's loss comes with config.clock.encoding
+      loss="",  # the clock task's loss and outputs come with config.clock.encoding
+      output_activation="",
       batch_size=64,
       num_epochs=60.0,
       early_stopping=dict(metric="error_minutes", mode="min", patience=0, restore_best=True),

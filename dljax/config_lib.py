@@ -26,6 +26,9 @@ def trainer_config(**overrides) -> ml_collections.ConfigDict:
       seed=0,  # the root of every random stream: params, dropout, augmentation, data order
       task="classification",
       loss="sparse_categorical_crossentropy",
+      # Applied by the task to the model's logits; with the loss it makes one choice (e.g.
+      # softmax + cross-entropy is fused into log-softmax): see dljax/tasks/classification.py.
+      output_activation="softmax",
       batch_size=128,  # global: split over all devices of all processes
       eval_batch_size=0,  # 0 = batch_size
       num_epochs=10.0,

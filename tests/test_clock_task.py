@@ -100,7 +100,9 @@ def test_cos_only_puts_12_and_1_closest_and_11_59_far_from_0_00():
     ("model.num_classes", 24, r"^config.model.num_classes=24: encoding "
                               r"config.clock.encoding='periodic' needs 4 outputs$"),
     ("clock.encoding", "angles", r"^config.clock.encoding='angles': unknown encoding; allowed: "),
-    ("loss", "mse", r"^config.loss='mse': the clock task's loss comes with config.clock.encoding"),
+    ("loss", "mse", r"^config.loss='mse': the clock task's loss and outputs come with "
+                    r"config.clock.encoding; leave config.loss empty$"),
+    ("output_activation", "sigmoid", r"^config.output_activation='sigmoid': the clock task's "),
     ("data.augment.flip", "horizontal", r"a mirrored clock shows another time$"),
 ])
 def test_config_mistakes_are_one_line_errors_before_any_data(key, value, message):

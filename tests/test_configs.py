@@ -39,6 +39,10 @@ def test_every_model_knob_is_in_the_config_so_the_command_line_reaches_it(path):
     ("configs/mnist_mlp.py", "model.batch_norm_after", "(0, 1)"),
     ("configs/geron_mlp.py", "model.bias_init", "he_normal"),
     ("configs/mnist_cnn.py", "model.bias_init", "ones"),
+    ("configs/mnist_mlp.py", "output_activation", "sigmoid"),
+    ("configs/geron_mlp.py", "loss", "poisson"),
+    ("configs/mnist_mlp.py", "data.permute_pixels", "true"),
+    ("configs/geron_cnn.py", "data.permutation_seed", "7"),
 ])
 def test_new_knobs_override_the_locked_configs_and_build(path, key, value):
   config = config_lib.load(os.path.join(REPO, path))

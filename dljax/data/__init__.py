@@ -54,6 +54,10 @@ def data_config(name: str, **overrides) -> ml_collections.ConfigDict:
       eval_limit=0,  # keep only the first N validation and test examples (0 = all)
       normalize="none",  # 'per_channel': standardise with the train split's channel mean/std
       augment=dict(zoom=0.0, rotation=0.0, translation=0.0, flip="", pad_crop=0),
+      # Permuted MNIST: one fixed permutation of the pixels, drawn from `permutation_seed` (not
+      # the run's seed: every trial of a sweep sees the same one), for every image of every split.
+      permute_pixels=False,
+      permutation_seed=0,
       # 'device': each split is read whole and kept on every device; 'streaming': batches are
       # read from the data set as they are needed (the same batches); 'auto': 'device' for the
       # splits that fit (`fits_on_device`), else 'streaming'.
@@ -107,6 +111,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"config.data.{key}={config[key]}: must be >= 0 (0 = all)")
   if config.workers < 0:
     raise ConfigError(f"config.data.workers={config.workers}: must be >= 0")
+  if config.permute_pixels and any(config.augment.values()):
+    raise ConfigError(f"config.data.permute_pixels=True: augmenting permuted images is "
+                      f"meaningless; turn config.data.augment={config.augment.to_dict()} off")
 
 
 def split_sources(config: ml_collections.ConfigDict, seed: int,

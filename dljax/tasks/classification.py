@@ -1,7 +1,28 @@
-"""Image classification with a softmax output and a cross-entropy loss (families A and G).
+"""Image classification (families A and G): the model's logits, an output activation, a Keras loss.
 
-The model, the step and the preprocessing are `supervised`'s; this adds the losses and accuracy.
+The model, the step and the preprocessing are `supervised`'s; this adds the output activation,
+the losses and accuracy. Models return the last Dense layer's pre-activations (logits); this task
+applies `config.output_activation` (a top-level key beside `config.loss`, because the activation
+and the loss are one choice: softmax with cross-entropy is fused into log-softmax, which keeps
+the loss exact and its gradient p - y stable) and computes accuracy as the argmax of the
+activated outputs, as Keras does.
+
+Losses follow Keras 3 on the activated outputs p and one-hot labels y (checked against
+keras/src/losses/losses.py and keras/src/backend/jax/nn.py; epsilon = 1e-7):
+  sparse_categorical_crossentropy, categorical_crossentropy (the same value, two names):
+      -sum(y log p') with p' = p / sum(p) clipped to [eps, 1 - eps] (`from_logits=False`), but
+      with a softmax output -sum(y log_softmax(logits)), as tf.keras 2 did through the logits it
+      keeps on softmax outputs (`_keras_logits`, tensorflow/python/keras/backend.py). Keras 3 on
+      JAX keeps no logits and clips softmax outputs too; the two differ only where the label's
+      p < 1e-7 (a loss above 16.1, which the clipped form caps, with no gradient).
+  poisson:             mean over classes of p - y log(p + eps)
+  kl_divergence:       sum over classes of y' log(y' / p'), y' and p' clipped to [eps, 1]
+  mean_squared_error:  mean over classes of (p - y)^2
+As in Keras, a non-normalised output is taken as it comes: all-zero relu outputs make the
+cross-entropy 0/0 = NaN, and outputs below -eps make the Poisson loss NaN.
 """
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -9,33 +30,65 @@ import ml_collections
 import optax
 
 from dljax.data import Splits
-from dljax.errors import ConfigError
+from dljax.models import layers
+from dljax.registry import lookup
 from dljax.tasks import supervised
 
+EPSILON = 1e-7  # keras.backend.epsilon()
 
-def _sparse_categorical_crossentropy(logits_BK, label_B):
-  return optax.softmax_cross_entropy_with_integer_labels(logits_BK, label_B)
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]  # (outputs_BK, one-hot labels_BK) -> loss_B
+ActivationFn = Callable[[jax.Array], jax.Array]  # logits_BK -> outputs_BK
 
-
-def _categorical_crossentropy(logits_BK, label_B):
-  """Keras' CCE on one-hot labels: the same value, kept as a name the reports use."""
-  return optax.softmax_cross_entropy(logits_BK, jax.nn.one_hot(label_B, logits_BK.shape[-1]))
+OUTPUT_ACTIVATIONS: dict[str, ActivationFn] = {"softmax": jax.nn.softmax, **layers.ACTIVATIONS}
 
 
-LOSSES = {
-    "sparse_categorical_crossentropy": _sparse_categorical_crossentropy,
-    "categorical_crossentropy": _categorical_crossentropy,
+def _crossentropy(p_BK, y_BK):
+  p_BK = jnp.clip(p_BK / jnp.sum(p_BK, axis=-1, keepdims=True), EPSILON, 1.0 - EPSILON)
+  return -jnp.sum(y_BK * jnp.log(p_BK), axis=-1)
+
+
+def _poisson(p_BK, y_BK):
+  return jnp.mean(p_BK - y_BK * jnp.log(p_BK + EPSILON), axis=-1)
+
+
+def _kl_divergence(p_BK, y_BK):
+  y_BK, p_BK = jnp.clip(y_BK, EPSILON, 1.0), jnp.clip(p_BK, EPSILON, 1.0)
+  return jnp.sum(y_BK * jnp.log(y_BK / p_BK), axis=-1)
+
+
+def _mean_squared_error(p_BK, y_BK):
+  return jnp.mean(jnp.square(p_BK - y_BK), axis=-1)
+
+
+LOSSES: dict[str, LossFn] = {
+    "sparse_categorical_crossentropy": _crossentropy,
+    "categorical_crossentropy": _crossentropy,
+    "poisson": _poisson,
+    "kl_divergence": _kl_divergence,
+    "mean_squared_error": _mean_squared_error,
 }
+
+
+def output_activation(name: str) -> ActivationFn:
+  return lookup(OUTPUT_ACTIVATIONS, name, "config.output_activation", "output activation")
+
+
+def logits_loss(loss: str, activation: str) -> LossFn:
+  """(logits_BK, one-hot labels_BK) -> loss_B: the loss `loss` of the `activation` outputs."""
+  loss_fn = lookup(LOSSES, loss, "config.loss", "loss for classification")
+  activate = output_activation(activation)
+  if loss_fn is _crossentropy and activation == "softmax":
+    return optax.softmax_cross_entropy
+  return lambda logits_BK, y_BK: loss_fn(activate(logits_BK), y_BK)
 
 
 def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int):
   """Returns (init, train_step, eval_step) for `config.model` trained with `config.loss`."""
-  if config.loss not in LOSSES:
-    raise ConfigError(f"config.loss={config.loss!r}: unknown loss for classification; "
-                      f"allowed: {', '.join(sorted(LOSSES))}")
-  loss_fn = LOSSES[config.loss]
+  activate = output_activation(config.output_activation)
+  loss = logits_loss(config.loss, config.output_activation)
   return supervised.build(
       config, data, total_steps,
-      loss=lambda logits_BK, batch: loss_fn(logits_BK, batch["label"]),
+      loss=lambda logits_BK, batch: loss(logits_BK,
+                                         jax.nn.one_hot(batch["label"], logits_BK.shape[-1])),
       metrics=lambda logits_BK, batch: {
-          "accuracy": (logits_BK.argmax(-1) == batch["label"]).astype(jnp.float32)})
+          "accuracy": (activate(logits_BK).argmax(-1) == batch["label"]).astype(jnp.float32)})

@@ -195,9 +195,10 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int):
   if config.model.num_classes != code.width:
     raise ConfigError(f"config.model.num_classes={config.model.num_classes}: encoding "
                       f"config.clock.encoding={config.clock.encoding!r} needs {code.width} outputs")
-  if config.loss:
-    raise ConfigError(f"config.loss={config.loss!r}: the clock task's loss comes with "
-                      f"config.clock.encoding; leave config.loss empty")
+  for key in ("loss", "output_activation"):
+    if config[key]:
+      raise ConfigError(f"config.{key}={config[key]!r}: the clock task's loss and outputs come "
+                        f"with config.clock.encoding; leave config.{key} empty")
   if config.data.augment.flip:
     raise ConfigError(f"config.data.augment.flip={config.data.augment.flip!r}: a mirrored clock "
                       "shows another time")

@@ -2,9 +2,10 @@
 
 Classification and clock reading are both this; they differ only in how outputs meet labels.
 A task passes `loss(outputs_BK, batch) -> loss_B` and `metrics(outputs_BK, batch) -> {name:
-value_B}`; this module does the rest: the state, scaling uint8 images (and standardising them,
-if asked) and augmenting them per example inside the jitted step, the gradient step, BatchNorm
-statistics and the dropout RNG.
+value_B}`; this module does the rest: the state, preprocessing uint8 images (permuting their
+pixels and standardising them, if asked) and augmenting them per example inside the jitted step,
+so both input pipelines feed the same inputs, the gradient step, BatchNorm statistics and the
+dropout RNG.
 """
 
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import struct
 
@@ -31,12 +33,32 @@ class State:
   opt_state: Any
 
 
-def standardizer(config: ml_collections.ConfigDict, train: Split):
-  """uint8 images -> float32 in [0, 1], or standardised by the train split's channel statistics."""
+def permute_pixels(images_BHWC: jax.Array, seed: int) -> jax.Array:
+  """Moves the pixels of every image by one fixed permutation drawn from `seed` (permuted MNIST).
+
+  The permutation depends only on the seed and the image size, so every image, train or test,
+  is permuted the same way; a pixel's channels move together. One gather inside the jitted step.
+  """
+  b, h, w, c = images_BHWC.shape
+  permutation = np.random.default_rng(seed).permutation(h * w)
+  return images_BHWC.reshape(b, h * w, c)[:, permutation].reshape(b, h, w, c)
+
+
+def preprocessor(config: ml_collections.ConfigDict,
+                 train: Split) -> Callable[[jax.Array], jax.Array]:
+  """uint8 images -> the model's float32 inputs, as `config.data` says.
+
+  Pixels permuted if `permute_pixels`, then scaled to [0, 1], or standardised by the train split's
+  channel statistics (which a permutation leaves as they are).
+  """
   if config.normalize == "none":
-    return lambda images: images.astype(jnp.float32) / 255.0
-  mean_C, std_C = (stat_C / 255.0 for stat_C in channel_stats(train, "image"))
-  return lambda images: (images.astype(jnp.float32) / 255.0 - mean_C) / std_C
+    scale = lambda images: images.astype(jnp.float32) / 255.0
+  else:
+    mean_C, std_C = (stat_C / 255.0 for stat_C in channel_stats(train, "image"))
+    scale = lambda images: (images.astype(jnp.float32) / 255.0 - mean_C) / std_C
+  if not config.permute_pixels:
+    return scale
+  return lambda images: scale(permute_pixels(images, config.permutation_seed))
 
 
 def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, loss: LossFn,
@@ -48,18 +70,18 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, 
   """
   model = models.build(config.model)
   tx = optim.make_optimizer(config.optimizer, total_steps)
-  standardize = standardizer(config.data, data.train)
+  preprocess = preprocessor(config.data, data.train)
   augment_args = config.data.augment.to_dict()
 
   def init(rng, batch):
-    variables = model.init(rng, standardize(batch["image"]), train=False)
+    variables = model.init(rng, preprocess(batch["image"]), train=False)
     params = variables["params"]
     return State(params=params, batch_stats=variables.get("batch_stats", {}),
                  opt_state=tx.init(params))
 
   def train_step(state, batch, rng):
     augment_rng, dropout_rng = jax.random.split(rng)
-    images = augment.augment(augment_rng, standardize(batch["image"]), **augment_args)
+    images = augment.augment(augment_rng, preprocess(batch["image"]), **augment_args)
 
     def mean_loss(params):
       outputs_BK, updates = model.apply(
@@ -77,7 +99,7 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, 
 
   def eval_step(state, batch):
     outputs_BK = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                             standardize(batch["image"]), train=False)
+                             preprocess(batch["image"]), train=False)
     extra = predictions(outputs_BK, batch) if predictions else {}
     return {"loss": loss(outputs_BK, batch), **metrics(outputs_BK, batch), **extra}
 
