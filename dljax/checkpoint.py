@@ -4,7 +4,8 @@ A checkpoint is written at every evaluation, on SIGTERM and at the end. It holds
 (params, optimiser state, BatchNorm statistics, ...) and `meta`: the step, the seed, the early
 stopping state and the seconds trained so far. The RNG and the data order are pure functions of
 (seed, step), so step and seed are all it takes to continue with the same batches and the same
-dropout masks. Two checkpoints are kept: the latest, and the best by the validation metric.
+dropout masks. Two checkpoints are kept: the latest, and the best by the validation metric (trials
+trained together keep the two latest).
 """
 
 from typing import Any
@@ -17,8 +18,9 @@ from orbax.checkpoint import checkpoint_managers as policies
 class Checkpointer:
   """Saves asynchronously (training goes on while files are written); restores onto a mesh."""
 
-  def __init__(self, directory: str, best_metric: str | None, best_mode: str):
-    keep = [policies.LatestN(n=1)]
+  def __init__(self, directory: str, best_metric: str | None, best_mode: str,
+               keep_latest: int = 1):
+    keep = [policies.LatestN(n=keep_latest)]
     if best_metric:
       keep.append(policies.BestN(
           get_metric_fn=lambda metrics: metrics[best_metric], reverse=best_mode == "min", n=1))
@@ -34,6 +36,15 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def delete_after(self, step: int) -> None:
+    """Drops the checkpoints of steps after `step` (a resume from `step` will make them again)."""
+    for later in self.all_steps():
+      if later > step:
+        self._manager.delete(later)
+
   def save(self, step: int, state: Any, meta: dict, metrics: dict[str, float] | None) -> None:
     self._manager.save(
         step,
@@ -48,6 +59,10 @@ class Checkpointer:
         args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
     return restored["state"], restored["meta"]
+
+  def restore_meta(self, step: int) -> dict:
+    """Only the JSON part of checkpoint `step`."""
+    return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
   def wait(self) -> None:
     """Blocks until the last async save is on disk."""

@@ -42,13 +42,14 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from dljax import trials
 from dljax.errors import ConfigError
 
 
 def _keras_sgd(learning_rate: optax.ScalarOrSchedule, momentum: float,
                nesterov: bool) -> optax.GradientTransformation:
   """SGD whose momentum trace is the Keras velocity: lr is applied before the trace."""
-  if momentum == 0:
+  if not trials.nonzero(momentum):
     return optax.sgd(learning_rate)  # Keras ignores nesterov without momentum too.
   return optax.chain(optax.scale_by_learning_rate(learning_rate),
                      optax.trace(decay=momentum, nesterov=nesterov))
@@ -71,8 +72,9 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
   'sgd': lambda c, lr: _keras_sgd(lr, c.momentum, c.nesterov),
   'adam': lambda c, lr: _keras_adam(lr, c.b1, c.b2, c.eps),
   'adamw': lambda c, lr: _keras_adam(lr, c.b1, c.b2, c.eps),  # + its default weight_decay
-  'rmsprop': lambda c, lr: optax.rmsprop(lr, decay=c.rho, eps=c.eps, eps_in_sqrt=c.eps_in_sqrt,
-                                         centered=c.centered, momentum=c.momentum or None),
+  'rmsprop': lambda c, lr: optax.rmsprop(
+    lr, decay=c.rho, eps=c.eps, eps_in_sqrt=c.eps_in_sqrt, centered=c.centered,
+    momentum=c.momentum if trials.nonzero(c.momentum) else None),
   'nadam': lambda c, lr: optax.nadam(lr, b1=c.b1, b2=c.b2, eps=c.eps),
   'adadelta': lambda c, lr: optax.adadelta(lr, rho=c.rho, eps=c.eps),
   'adagrad': lambda c, lr: optax.adagrad(lr, c.initial_accumulator_value, eps=c.eps),
@@ -168,6 +170,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for keys, allowed, requirement in _RANGES:
     for key in keys:
       value = config[key]
+      if isinstance(value, jax.core.Tracer):
+        continue  # a value of trials trained together: each was checked as a number before
       if isinstance(value, bool) or not isinstance(value, int | float) or not allowed(value):
         _fail(key, value, requirement)
   if config.schedule not in _SCHEDULES:
@@ -213,14 +217,14 @@ def make_optimizer(config: ml_collections.ConfigDict,
   validate(config)
   learning_rate = learning_rate_schedule(config, total_steps)
   steps = []
-  if config.l1 or config.l2:
+  if trials.nonzero(config.l1) or trials.nonzero(config.l2):
     steps.append(_keras_regularizers(config.l1, config.l2, config.regularize))
   if config.clip_norm:
     steps.append(optax.clip_by_global_norm(config.clip_norm))
   if config.clip_value:
     steps.append(optax.clip(config.clip_value))
   steps.append(OPTIMIZERS[config.name](config, learning_rate))
-  if config.weight_decay:
+  if trials.nonzero(config.weight_decay):
     # Updates already carry the minus sign, so adding -lr * wd * w gives Keras' w -= lr * wd * w.
     decay = config.weight_decay
     steps.append(optax.add_decayed_weights(lambda count: -decay * learning_rate(count)))

@@ -37,13 +37,19 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
-def data_sharded(mesh: Mesh) -> NamedSharding:
-  """Leading (batch) axis split over the 'data' axis, other axes whole."""
-  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+def data_sharded(mesh: Mesh, axis: int = 0) -> NamedSharding:
+  """The batch axis (the leading one, or `axis`) split over the 'data' axis, other axes whole."""
+  return NamedSharding(mesh, PartitionSpec(*[None] * axis, DATA_AXIS))
 
 
 def put_replicated(tree, mesh: Mesh):
-  """Places host arrays, identical on every process, on all devices as global replicated arrays."""
+  """Places arrays (or random keys), identical on every process, on all devices as global
+  replicated arrays."""
   sharding = replicated(mesh)
-  return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+
+  def put(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+    return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
+  return jax.tree.map(put, tree)

@@ -11,11 +11,13 @@ Every random number comes from one root seed, split into named streams and folde
 or epoch, so a resumed run replays exactly what an uninterrupted run would have done.
 """
 
+import dataclasses
 import json
 import os
 import platform
 import signal
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -25,18 +27,51 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 import dljax
-from dljax import checkpoint, config_lib, data, plots, sharding, tasks, writers
+from dljax import checkpoint, config_lib, data, plots, sharding, tasks, trials, writers
 from dljax.data import pipeline
 from dljax.errors import ConfigError
 
 # Named random streams: fold_in(root, id). Fixed ids keep old runs reproducible as streams grow.
 STREAMS = {"params": 0, "train": 1, "data": 2}
+Batch = dict[str, jax.Array]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | None:
   """Trains `config` in `workdir` and returns results.json's contents (None if preempted)."""
+  return run_together([config], [workdir])[0]
+
+
+@dataclasses.dataclass
+class _Trial:
+  """One trial's own part of a run: its config, workdir, files and progress."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  checkpointer: checkpoint.Checkpointer
+  writer: writers.MetricWriter
+  meta: dict[str, Any]  # saved with each checkpoint: step, seed, best, early stopping, seconds
+
+  @property
+  def active(self) -> bool:
+    return not self.meta["stopped_early"]
+
+
+def run_together(configs: Sequence[ml_collections.ConfigDict],
+                 workdirs: Sequence[str]) -> list[dict[str, Any] | None]:
+  """Trains trials that differ only in values (`trials.VALUE_KEYS`) together, one per workdir.
+
+  The trials' states are stacked on a leading axis and every step is vmapped over it, in one
+  jit; each workdir ends up as that trial's own `run` would leave it (within float rounding), so
+  one trial is just `run`. Returns each trial's results (None for all if preempted).
+  """
   # 1. Config and data. -------------------------------------------------------------------------
-  config_lib.validate(config)
+  if len(configs) != len(workdirs) or len({os.path.abspath(w) for w in workdirs}) < len(configs):
+    raise ConfigError(f"{len(configs)} trials need {len(configs)} different workdirs, got "
+                      f"{list(workdirs)}")
+  for config in configs:
+    config_lib.validate(config)
+  values_K = trials.stacked_values(configs)  # {key: [K]}: what the task sees differ
+  config = configs[0]  # all else is the same for every trial
+  num_trials = len(configs)
   mesh = sharding.make_mesh()
   splits = data.load(config.data, config.seed)
   train_data = pipeline.make(splits.train, mesh, config.data)
@@ -51,72 +86,105 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | Non
                       f"{train_data.num_examples} train examples")
   total_steps = config.num_steps or max(1, round(config.num_epochs * steps_per_epoch))
   eval_every = config.eval_every_steps or max(1, round(config.eval_every_epochs * steps_per_epoch))
-  root = jax.random.key(config.seed)
-  params_key, train_key, data_key = (jax.random.fold_in(root, STREAMS[name])
-                                     for name in ("params", "train", "data"))
-
-  # 2. The task, compiled for the mesh. ----------------------------------------------------------
-  task = tasks.build(config, splits, total_steps)
   replicated = sharding.replicated(mesh)
-  example_batch = train_data.train_batch(data_key, 0, batch_size)
-  abstract_state = checkpoint.abstract_like(
-      jax.eval_shape(task.init, params_key, example_batch), replicated)
+  stack = trials.Stack(num_trials, replicated)
+  roots = [jax.random.key(c.seed) for c in configs]
+  params_key_K, train_key_K = (
+      sharding.put_replicated(stack.stack([jax.random.fold_in(root, STREAMS[name])
+                                           for root in roots], replicated), mesh)
+      for name in ("params", "train"))
+  # Trials with one seed see the same batches: one batch then serves them all.
+  data_keys = [jax.random.fold_in(root, STREAMS["data"]) for root in roots]
+  shared_batches = len({c.seed for c in configs}) == 1
+  batch_axis = None if shared_batches else 0
+
+  def train_batch(step: int) -> Batch:
+    if shared_batches:
+      return train_data.train_batch(data_keys[0], step, batch_size)
+    return stack.stack([train_data.train_batch(key, step, batch_size) for key in data_keys],
+                       sharding.data_sharded(mesh, axis=1))
+
+  # 2. The task, built inside the trace from each trial's values, compiled for the mesh. --------
+  task = tasks.build(config, splits, total_steps)
+  values_K = sharding.put_replicated(values_K, mesh)
+
+  def task_with(values):
+    """The task of one trial, its values traced; the one task when all trials share them."""
+    return tasks.build(trials.with_values(config, values), splits, total_steps) if values else task
+
+  def init(values, params_key, batch):
+    return task_with(values).init(params_key, batch)
+
+  def train_step(values, state, batch, train_key, step):
+    # A trial that stopped early trains on with the others (no masking: it would cost every
+    # step); its results come from its checkpoints, the last of which it saved when it stopped.
+    return task_with(values).train_step(state, batch, jax.random.fold_in(train_key, step))
+
+  def eval_sums(values, state, batch, mask_B):
+    metrics = task_with(values).eval_step(state, batch)
+    return {name: jnp.sum(jnp.where(mask_B, value_B, 0.0)) for name, value_B in metrics.items()}
+
+  example_batch = train_batch(0)
   example_eval_batch = next(next(iter(eval_data.values())).eval_batches(eval_batch_size))
+  compile_start = time.perf_counter()
+  try:
+    init = jax.jit(stack.vmap(init, in_axes=(0, 0, batch_axis)), out_shardings=replicated)
+    abstract_state = checkpoint.abstract_like(
+        jax.eval_shape(init, values_K, params_key_K, example_batch), replicated)
+    train_step = jax.jit(stack.vmap(train_step, in_axes=(0, 0, batch_axis, 0, None)),
+                         donate_argnums=1, out_shardings=replicated).lower(
+        values_K, abstract_state, example_batch, train_key_K, np.int32(0)).compile()
+    eval_sums = jax.jit(stack.vmap(eval_sums, in_axes=(0, 0, None, None)),
+                        out_shardings=replicated).lower(
+        values_K, abstract_state, *example_eval_batch).compile()
+  except jax.errors.ConcretizationTypeError as error:
+    raise ConfigError(f"trials differing in {', '.join(values_K)} cannot train together: the "
+                      f"task needs one of them as a Python number ({error})") from None
+  compile_seconds = time.perf_counter() - compile_start
+  abstract_trial_state = stack.one(abstract_state)  # what a trial's checkpoints hold
   stopping = config.early_stopping
   track_best = "validation" in eval_data
-  metric_names = jax.eval_shape(task.eval_step, abstract_state, example_eval_batch[0])
+  metric_names = jax.eval_shape(task.eval_step, abstract_trial_state, example_eval_batch[0])
   if track_best and stopping.metric not in metric_names:
     raise ConfigError(f"config.early_stopping.metric={stopping.metric!r}: not a metric of task "
                       f"{config.task!r}; allowed: {', '.join(sorted(metric_names))}")
 
-  def train_step(state, batch, step):
-    return task.train_step(state, batch, jax.random.fold_in(train_key, step))
-
-  def eval_sums(state, batch, mask_B):
-    metrics = task.eval_step(state, batch)
-    return {name: jnp.sum(jnp.where(mask_B, value_B, 0.0)) for name, value_B in metrics.items()}
-
-  compile_start = time.perf_counter()
-  init = jax.jit(task.init, out_shardings=replicated)
-  train_step = jax.jit(train_step, donate_argnums=0, out_shardings=replicated).lower(
-      abstract_state, example_batch, np.int32(0)).compile()
-  eval_sums = jax.jit(eval_sums, out_shardings=replicated).lower(
-      abstract_state, *example_eval_batch).compile()
-  compile_seconds = time.perf_counter() - compile_start
-
-  def evaluate(state, split: str) -> dict[str, float]:
-    sums = [eval_sums(state, batch, mask) for batch, mask in eval_data[split].eval_batches(
-        eval_batch_size)]
-    totals = {name: sum(float(s[name]) for s in jax.device_get(sums)) for name in sums[0]}
-    return {name: total / eval_data[split].num_examples for name, total in totals.items()}
+  def evaluate(state, split: str) -> list[dict[str, float]]:
+    """Each trial's mean metrics on `split`."""
+    sums = jax.device_get([eval_sums(values_K, state, batch, mask)
+                           for batch, mask in eval_data[split].eval_batches(eval_batch_size)])
+    totals_K = {name: np.sum([stack.per_trial(s[name]) for s in sums], axis=0)
+                for name in sums[0]}
+    return [{name: float(total_K[k]) / eval_data[split].num_examples
+             for name, total_K in totals_K.items()} for k in range(num_trials)]
 
   # 3. Start or resume. --------------------------------------------------------------------------
-  os.makedirs(workdir, exist_ok=True)
-  _write_json(os.path.join(workdir, "config.json"), _run_info(config))
-  checkpointer = checkpoint.Checkpointer(
-      os.path.join(workdir, "checkpoints"), stopping.metric if track_best else None, stopping.mode)
-  writer = writers.MetricWriter(workdir)
-  start_step = checkpointer.latest_step()
-  if start_step is None:
-    state = init(params_key, example_batch)
-    meta = {"step": 0, "seed": config.seed, "best": None, "evals_without_improvement": 0,
-            "stopped_early": False, "train_seconds": 0.0}
-  else:
-    state, meta = checkpointer.restore(start_step, abstract_state)
-    if meta["seed"] != config.seed:
-      raise ConfigError(f"config.seed={config.seed}: the checkpoints in {workdir} were trained "
-                        f"with seed {meta['seed']}; use that seed or a new workdir")
-    writer.truncate_after(start_step)
+  runs = []
+  for trial_config, workdir in zip(configs, workdirs, strict=True):
+    os.makedirs(workdir, exist_ok=True)
+    _write_json(os.path.join(workdir, "config.json"), _run_info(trial_config, num_trials))
+    runs.append(_Trial(
+        config=trial_config, workdir=workdir,
+        # Trials trained together keep two latest checkpoints: a crash between two trials'
+        # saves leaves the previous step for every trial to resume from.
+        checkpointer=checkpoint.Checkpointer(
+            os.path.join(workdir, "checkpoints"), stopping.metric if track_best else None,
+            stopping.mode, keep_latest=1 if num_trials == 1 else 2),
+        writer=writers.MetricWriter(workdir),
+        meta={"step": 0, "seed": trial_config.seed, "best": None, "evals_without_improvement": 0,
+              "stopped_early": False, "train_seconds": 0.0}))
+  state, step = _start(runs, abstract_trial_state,
+                       lambda states: stack.stack(states, replicated),
+                       lambda: init(values_K, params_key_K, example_batch))
 
   # 4. Train. ------------------------------------------------------------------------------------
   preempted = _PreemptionFlag()
-  progress = writers.Progress(total_steps, meta["step"])
+  progress = writers.Progress(total_steps, step)
   window = []  # train metrics (on device) since the last log line
-  step = first_step = meta["step"]
+  first_step = step
   segment_start = time.perf_counter()  # train time excludes evaluation and checkpointing
-  while step < total_steps and not meta["stopped_early"]:
-    batch = train_data.train_batch(data_key, step, batch_size)
-    state, metrics = train_step(state, batch, np.int32(step))
+  while step < total_steps and any(r.active for r in runs):
+    state, metrics = train_step(values_K, state, train_batch(step), train_key_K, np.int32(step))
     step += 1
     window.append(metrics)
     is_eval = step % eval_every == 0 or step == total_steps
@@ -124,65 +192,122 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | Non
     if step % config.log_every_steps == 0 or is_eval:
       # Logs close at every evaluation too, and SIGTERM is only acted on when a log closes, so
       # log windows line up however often a run is stopped and resumed.
-      means = {name: float(np.mean([m[name] for m in jax.device_get(window)])) for name in metrics}
-      writer.write(step, "train", means)
-      progress.update(len(window), means)
+      means_K = {name: np.mean([stack.per_trial(m[name]) for m in jax.device_get(window)],
+                               axis=0) for name in metrics}
+      for k, run_k in enumerate(runs):
+        if run_k.active:
+          run_k.writer.write(step, "train", {name: float(m[k]) for name, m in means_K.items()})
+      progress.update(len(window), {name: float(np.mean([m[k] for k, r in enumerate(runs)
+                                                          if r.active]))
+                                    for name, m in means_K.items()})
       window = []
       stop = preempted(step)
     if is_eval or stop:
       jax.block_until_ready(state)
-      meta.update(step=step,
-                  train_seconds=meta["train_seconds"] + time.perf_counter() - segment_start)
+      seconds = time.perf_counter() - segment_start
       validation = evaluate(state, "validation") if is_eval and track_best else None
-      if validation is not None:
-        writer.write(step, "validation", validation)
-        _update_early_stopping(meta, validation, step, stopping)
-      checkpointer.save(step, state, meta, validation)
+      for k, run_k in enumerate(runs):
+        if not run_k.active:
+          continue
+        run_k.meta.update(step=step, train_seconds=run_k.meta["train_seconds"] + seconds)
+        if validation is not None:
+          run_k.writer.write(step, "validation", validation[k])
+          _update_early_stopping(run_k.meta, validation[k], step, stopping)
+        run_k.checkpointer.save(step, stack.take(state, k), run_k.meta,
+                                validation and validation[k])
       segment_start = time.perf_counter()
     if stop:
-      checkpointer.wait()
+      for run_k in runs:
+        run_k.checkpointer.wait()
+        run_k.writer.close()
       progress.close()
-      writer.close()
-      return None
+      return [None] * num_trials
   progress.close()
-  checkpointer.wait()
-  steps_run = step - first_step
+  for run_k in runs:
+    run_k.checkpointer.wait()
 
   # 5. Test and write results. -------------------------------------------------------------------
-  best = meta["best"]
-  if stopping.restore_best and best is not None and best["step"] != step:
-    state, _ = checkpointer.restore(best["step"], abstract_state)
+  tested_states = []
+  for k, run_k in enumerate(runs):
+    best, last_step = run_k.meta["best"], run_k.meta["step"]
+    run_k.meta["tested_step"] = (best["step"] if stopping.restore_best and best is not None
+                                 else last_step)
+    tested_states.append(
+        stack.take(state, k) if run_k.meta["tested_step"] == step
+        else run_k.checkpointer.restore(run_k.meta["tested_step"], abstract_trial_state)[0])
+  state = stack.stack(tested_states, replicated)
   test_start = time.perf_counter()
-  test = evaluate(state, "test")
+  tests = evaluate(state, "test")
   test_seconds = time.perf_counter() - test_start
-  if task.analyze is not None:
-    outputs, examples = _gather_test(state, task, eval_data["test"], eval_batch_size)
+  results = []
+  for k, run_k in enumerate(runs):
+    test, meta = tests[k], run_k.meta
+    if task.analyze is not None:
+      outputs, examples = _gather_test(tested_states[k], task, eval_data["test"], eval_batch_size)
+      if jax.process_index() == 0:
+        test.update(task.analyze(outputs, examples, run_k.workdir))
+    best, steps_run = meta["best"], meta["step"] - first_step
+    results.append({
+        "best_validation": best and {
+            "metric": stopping.metric, "mode": stopping.mode, "value": best["value"],
+            "step": best["step"], "epoch": best["step"] / steps_per_epoch,
+            "metrics": best["metrics"]},
+        "test": test,
+        "tested_step": meta["tested_step"],
+        "steps": meta["step"],
+        "epochs": meta["step"] / steps_per_epoch,
+        "stopped_early": meta["stopped_early"],
+        "parameters": int(sum(np.prod(x.shape) for x in jax.tree.leaves(tested_states[k].params))),
+        "train_seconds": meta["train_seconds"],
+        "compile_seconds": compile_seconds,
+        "examples_per_second": (steps_run * batch_size / meta["train_seconds"]
+                                if steps_run > 0 else None),
+        "inference_ms_per_example": 1000 * test_seconds / num_trials / eval_data[
+            "test"].num_examples,
+        "trials_together": num_trials,
+    })
+    run_k.writer.write(meta["step"], "test", test)
+    run_k.writer.close()
+    run_k.checkpointer.close()
     if jax.process_index() == 0:
-      test.update(task.analyze(outputs, examples, workdir))
-  results = {
-      "best_validation": best and {
-          "metric": stopping.metric, "mode": stopping.mode, "value": best["value"],
-          "step": best["step"], "epoch": best["step"] / steps_per_epoch,
-          "metrics": best["metrics"]},
-      "test": test,
-      "tested_step": best["step"] if stopping.restore_best and best else step,
-      "steps": step,
-      "epochs": step / steps_per_epoch,
-      "stopped_early": meta["stopped_early"],
-      "parameters": int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params))),
-      "train_seconds": meta["train_seconds"],
-      "compile_seconds": compile_seconds,
-      "examples_per_second": steps_run * batch_size / meta["train_seconds"] if steps_run else None,
-      "inference_ms_per_example": 1000 * test_seconds / eval_data["test"].num_examples,
-  }
-  writer.write(step, "test", test)
-  writer.close()
-  checkpointer.close()
-  if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, "results.json"), results)
-    plots.curves(writers.read_metrics(workdir), steps_per_epoch,
-                 os.path.join(workdir, "curves.png"))
+      _write_json(os.path.join(run_k.workdir, "results.json"), results[-1])
+      plots.curves(writers.read_metrics(run_k.workdir), steps_per_epoch,
+                   os.path.join(run_k.workdir, "curves.png"))
   return results
+
+
+def _start(runs: list[_Trial], abstract_trial_state, stack_states, init) -> tuple[Any, int]:
+  """The trials' stacked state and the step to go on from: their checkpoints, or `init()`.
+
+  Trials still training resume from the latest step all of them have (they save together;
+  a crash between two saves leaves one trial a step ahead, and its later checkpoints are
+  dropped: they will be made again, the same). A trial that stopped early resumes stopped.
+  """
+  latest = [r.checkpointer.latest_step() for r in runs]
+  if all(step is None for step in latest):
+    return init(), 0
+  if None in latest:
+    raise ConfigError(
+        f"{runs[latest.index(None)].workdir} has no checkpoints but {runs[0].workdir} has: "
+        "trials trained together resume together; train the new ones separately")
+  metas = [r.checkpointer.restore_meta(s) for r, s in zip(runs, latest, strict=True)]
+  still_training = [s for s, meta in zip(latest, metas, strict=True) if not meta["stopped_early"]]
+  step = min(still_training, default=max(latest))
+  states = []
+  for run_k, latest_k, meta in zip(runs, latest, metas, strict=True):
+    resume_step = latest_k if meta["stopped_early"] else step
+    if resume_step not in run_k.checkpointer.all_steps():
+      raise ConfigError(f"{run_k.workdir}: no checkpoint at step {resume_step}, where the trials "
+                        f"trained with it resume; train it separately")
+    run_k.checkpointer.delete_after(resume_step)
+    state_k, run_k.meta = run_k.checkpointer.restore(resume_step, abstract_trial_state)
+    if run_k.meta["seed"] != run_k.config.seed:
+      raise ConfigError(f"config.seed={run_k.config.seed}: the checkpoints in {run_k.workdir} "
+                        f"were trained with seed {run_k.meta['seed']}; use that seed or a new "
+                        "workdir")
+    run_k.writer.truncate_after(resume_step)
+    states.append(state_k)
+  return stack_states(states), step
 
 
 def _gather_test(state, task: tasks.Task, test_data, batch_size: int):
@@ -243,10 +368,11 @@ class _PreemptionFlag:
     return self._received
 
 
-def _run_info(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def _run_info(config: ml_collections.ConfigDict, trials_together: int) -> dict[str, Any]:
   devices = jax.devices()
   return {
       "config": config.to_dict(),
+      "trials_together": trials_together,
       "dljax_version": dljax.__version__,
       "jax_version": jax.__version__,
       "python_version": platform.python_version(),

@@ -10,6 +10,13 @@ trial. Locally the trials run one after another, or N at a time with `--parallel
 process then seeing one device (CUDA_VISIBLE_DEVICES). `--executor=slurm` submits them as one
 SLURM job array through submitit (`pip install -e '.[slurm]'`), at most `--parallel` at a time.
 
+With `--vmap`, trials that differ only in values (`dljax.trials.VALUE_KEYS`: seeds, learning
+rates, dropout rates, regulariser strengths, ...) train together in one process and one jit, their
+steps vmapped (`dljax.train.run_together`), at most N at once with `--vmap=N`; each still gets its
+own workdir, the same as when trained alone. Such a group runs as
+`python -m launch.sweep ... --trial=A --trial=B --together`, its output going to A's train.log.
+`--trial=NAME` (repeatable) runs only the trials named.
+
 Every trial is validated (config argument, overrides, `config_lib.validate`) before any starts;
 a mistake stops the sweep with one line naming the trial and the key (exit code 2). Running the
 same command again skips finished trials (results.json present) and resumes interrupted ones
@@ -34,9 +41,10 @@ from concurrent import futures
 from typing import Any
 
 import jax
+import ml_collections
 
-from dljax import config_lib, report
-from dljax.errors import ConfigError
+from dljax import config_lib, report, train, trials
+from dljax.errors import ConfigError, DataError
 from launch import sweeps
 
 OVERRIDE_PREFIX = "--config."
@@ -82,11 +90,13 @@ def override_texts(common: Mapping[str, str], overrides: Mapping[str, Any]) -> d
 
 
 def validate(spec: str, common: Mapping[str, str], trials: Mapping[str, sweeps.Trial],
-             device_count: int | None = None) -> None:
+             device_count: int | None = None) -> dict[str, ml_collections.ConfigDict]:
   """Builds every trial's config as `dljax.main` will, so a mistake stops the sweep up front.
 
   `device_count`: the devices each trial will shard over, where known (a SLURM trial's GPUs).
+  Returns the configs by trial name.
   """
+  configs = {}
   for name, overrides in trials.items():
     try:
       config = config_lib.load(config_spec(spec, overrides))
@@ -95,6 +105,8 @@ def validate(spec: str, common: Mapping[str, str], trials: Mapping[str, sweeps.T
       config_lib.validate(config, device_count)
     except ConfigError as error:
       raise ConfigError(f"trial {name}: {error}") from None
+    configs[name] = config
+  return configs
 
 
 def trial_command(spec: str, common: Mapping[str, str], overrides: Mapping[str, Any],
@@ -116,23 +128,52 @@ def plan(spec: str, common: Mapping[str, str], trials: Mapping[str, sweeps.Trial
           for name, overrides in trials.items()]
 
 
-def run_trial(command: list[str], workdir: str, device: str | None = None) -> dict | None:
-  """Runs one trial's command, its output appended to WORKDIR/train.log; returns its results.
-
-  This is what each SLURM array job runs, and what the local runner runs for each trial.
-  `device` restricts the process to one GPU (CUDA_VISIBLE_DEVICES). Returns results.json's
-  contents, or None if the trial stopped on SIGTERM after a checkpoint (run it again to resume).
-  Raises TrialError if the process failed.
+def jobs(runs: list[dict[str, Any]], configs: Mapping[str, ml_collections.ConfigDict],
+         sweep_command: list[str], vmap: int | None) -> list[dict[str, Any]]:
+  """What to run: one job per trial ({"names", "workdirs", "command"}), or with `vmap` set, one
+  per group of trials that can train together (`trials.group_key`), at most `vmap` trials each
+  (0: no limit), in sweep order. New and interrupted trials are grouped apart: a group starts
+  together or resumes together. A group's command is `sweep_command` (`python -m launch.sweep`
+  with this sweep's config, sweep, workdir and overrides) with its trials' names and --together.
   """
-  os.makedirs(workdir, exist_ok=True)
-  log_path = os.path.join(workdir, LOG_FILE)
+  if vmap is None:
+    return [{"names": [r["name"]], "workdirs": [r["workdir"]], "command": r["command"]}
+            for r in runs]
+  by_key = {}
+  for run in runs:
+    key = (trials.group_key(configs[run["name"]]), status(run["workdir"]) == "new")
+    by_key.setdefault(key, []).append(run)
+  size = vmap or len(runs)
+  return [{"names": [r["name"] for r in group], "workdirs": [r["workdir"] for r in group],
+           "command": [*sweep_command, *(f"--trial={r['name']}" for r in group), "--together"]}
+          for members in by_key.values()
+          for group in (members[i:i + size] for i in range(0, len(members), size))]
+
+
+def run_job(command: list[str], workdirs: list[str],
+            device: str | None = None) -> list[dict | None]:
+  """Runs a job's command, its output appended to its first workdir's train.log; returns the
+  results of each workdir.
+
+  This is what each SLURM array job runs, and what the local runner runs for each job.
+  `device` restricts the process to one GPU (CUDA_VISIBLE_DEVICES). A trial's results are
+  results.json's contents, or None if it stopped on SIGTERM after a checkpoint (run it again to
+  resume). Raises TrialError if the process failed.
+  """
+  os.makedirs(workdirs[0], exist_ok=True)
+  log_path = os.path.join(workdirs[0], LOG_FILE)
   env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": device} if device is not None else {}))
   with open(log_path, "a") as log:
     code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
   if code != 0:
     with open(log_path) as log:
       last = next((line.strip() for line in reversed(log.readlines()) if line.strip()), "")
-    raise TrialError(f"{os.path.basename(workdir)}: exit code {code}: {last} (log: {log_path})")
+    raise TrialError(f"{os.path.basename(workdirs[0])}: exit code {code}: {last} "
+                     f"(log: {log_path})")
+  return [_read_results(workdir) for workdir in workdirs]
+
+
+def _read_results(workdir: str) -> dict | None:
   results_path = os.path.join(workdir, report.RESULTS_FILE)
   if not os.path.exists(results_path):
     return None
@@ -172,7 +213,7 @@ def write_json(path: str, value: Any) -> None:
 
 
 def run_local(runs: list[dict[str, Any]], parallel: int) -> list[str]:
-  """Runs the trials, `parallel` processes at a time; returns the names of those that failed.
+  """Runs the jobs, `parallel` processes at a time; returns the names of the trials that failed.
 
   With `parallel` > 1 each process sees one device: the i-th of CUDA_VISIBLE_DEVICES (or i).
   """
@@ -185,24 +226,26 @@ def run_local(runs: list[dict[str, Any]], parallel: int) -> list[str]:
   for device in devices[:parallel]:
     free.put(device if parallel > 1 else None)
 
-  def run(index: int, trial: dict[str, Any]) -> str | None:
+  def run(index: int, job: dict[str, Any]) -> list[str]:
     device = free.get()
-    label = f"[{index + 1}/{len(runs)}] {trial['name']}"
+    names = job["names"]
+    label = f"[{index + 1}/{len(runs)}] {names[0]}" + (
+        f" (+{len(names) - 1} trained together)" if len(names) > 1 else "")
     print(f"{label}: started" + (f" on device {device}" if device else ""), flush=True)
     start = time.perf_counter()
     try:
-      results = run_trial(trial["command"], trial["workdir"], device)
+      results = run_job(job["command"], job["workdirs"], device)
     except TrialError as error:
       print(f"{label}: failed: {error}", flush=True)
-      return trial["name"]
+      return names
     finally:
       free.put(device)
-    outcome = "done" if results else "stopped by SIGTERM; run again to resume"
+    outcome = "done" if all(results) else "stopped by SIGTERM; run again to resume"
     print(f"{label}: {outcome} in {time.perf_counter() - start:.0f} s", flush=True)
-    return None
+    return []
 
   with futures.ThreadPoolExecutor(parallel) as pool:
-    return [name for name in pool.map(run, range(len(runs)), runs) if name]
+    return [name for names in pool.map(run, range(len(runs)), runs) for name in names]
 
 
 def slurm_executor(folder: str, *, partition: str | None, time_min: int, gpus: int, cpus: int,
@@ -223,8 +266,8 @@ def slurm_executor(folder: str, *, partition: str | None, time_min: int, gpus: i
 
 
 def submit(runs: list[dict[str, Any]], executor) -> list:
-  """Submits the trials as one job array of `run_trial` calls; returns submitit's jobs."""
-  return executor.map_array(run_trial, [r["command"] for r in runs], [r["workdir"] for r in runs])
+  """Submits the jobs as one job array of `run_job` calls; returns submitit's jobs."""
+  return executor.map_array(run_job, [r["command"] for r in runs], [r["workdirs"] for r in runs])
 
 
 def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str], argparse.ArgumentParser]:
@@ -237,6 +280,13 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str], argpars
   parser.add_argument("--executor", choices=("local", "slurm"), default="local")
   parser.add_argument("--parallel", type=int, help="trials at once (local default: 1; slurm: "
                       "array parallelism, default: no limit)")
+  parser.add_argument("--vmap", type=int, nargs="?", const=0, metavar="N",
+                      help="train trials that differ only in values together, vmapped in one "
+                      "process, at most N at once (default: no limit)")
+  parser.add_argument("--trial", action="append", metavar="NAME",
+                      help="run only this trial (repeatable; names as --dry_run lists them)")
+  parser.add_argument("--together", action="store_true",
+                      help="train the --trial trials together in this process (what --vmap runs)")
   parser.add_argument("--dry_run", action="store_true", help="validate and list; run nothing")
   slurm = parser.add_argument_group("slurm")
   slurm.add_argument("--partition")
@@ -253,31 +303,53 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str], argpars
     common[key] = text
   if args.parallel is not None and args.parallel < 1:
     parser.exit(2, f"{parser.prog}: error: --parallel={args.parallel}: must be >= 1\n")
+  if args.vmap is not None and args.vmap < 0:
+    parser.exit(2, f"{parser.prog}: error: --vmap={args.vmap}: must be >= 1 (or bare: no limit)\n")
+  if args.together and not args.trial:
+    parser.exit(2, f"{parser.prog}: error: --together: needs the --trial names to train\n")
   return args, common, parser
 
 
 def main(argv: list[str] | None = None) -> int:
   """Validates and runs (or submits) the sweep in `argv` (default: sys.argv[1:]); exit status."""
   args, common, parser = _parse(sys.argv[1:] if argv is None else argv)
-  # This process only validates configs; on a GPU machine it must not hold the memory (JAX
-  # preallocates most of it) that its trials need. The trials themselves inherit no such setting.
-  jax.config.update("jax_platforms", "cpu")
+  if not args.together:
+    # This process only validates configs; on a GPU machine it must not hold the memory (JAX
+    # preallocates most of it) that its trials need. They inherit no such setting.
+    jax.config.update("jax_platforms", "cpu")
   try:
-    trials = load_sweep(args.sweep_file or args.config.partition(":")[0], args.sweep)
-    validate(args.config, common, trials,
-             device_count=args.gpus if args.executor == "slurm" and args.gpus else None)
-    runs = plan(args.config, common, trials, args.workdir)
+    trials_ = load_sweep(args.sweep_file or args.config.partition(":")[0], args.sweep)
+    if unknown := sorted(set(args.trial or ()) - trials_.keys()):
+      raise ConfigError(f"--trial={unknown[0]}: no such trial in sweep_{args.sweep}() "
+                        "(--dry_run lists them)")
+    selected = {name: o for name, o in trials_.items() if not args.trial or name in args.trial}
+    configs = validate(args.config, common, selected,
+                       device_count=args.gpus if args.executor == "slurm" and args.gpus else None)
+    runs = plan(args.config, common, selected, args.workdir)
+    if args.together:
+      train.run_together([configs[r["name"]] for r in runs], [r["workdir"] for r in runs])
+      return 0
     record = {"config": args.config, "sweep": args.sweep, "sweep_file": args.sweep_file,
               "overrides": common,
-              "trials": [{"name": r["name"], "overrides": r["overrides"]} for r in runs]}
+              "trials": [{"name": name, "overrides": o} for name, o in trials_.items()]}
     check_sweep_file(args.workdir, record)
     statuses = [status(r["workdir"]) for r in runs]
     pending = [r for r, s in zip(runs, statuses, strict=True) if s != "finished"]
     print(f"{len(runs)} trials: " + ", ".join(f"{statuses.count(s)} {s}" for s in (
         "finished", "interrupted", "new")), flush=True)
+    path, colon, arg = args.config.partition(":")
+    sweep_command = [
+        sys.executable, "-m", "launch.sweep", f"--config={os.path.abspath(path)}{colon}{arg}",
+        f"--sweep={args.sweep}", f"--workdir={os.path.abspath(args.workdir)}",
+        *([f"--sweep_file={os.path.abspath(args.sweep_file)}"] if args.sweep_file else []),
+        *(f"{OVERRIDE_PREFIX}{key}={text}" for key, text in common.items())]
+    to_run = jobs(pending, configs, sweep_command, args.vmap)
     if args.dry_run:
       for r, s in zip(runs, statuses, strict=True):
-        print(f"{s:>11}  {shlex.join(r['command'])}")
+        print(f"{s:>11}  {r['name']}")
+      for job in to_run:
+        count = len(job["names"])
+        print(f"run {count} trial{'s' if count > 1 else ''}: {shlex.join(job['command'])}")
       return 0
     executor = slurm_executor(
         os.path.join(args.workdir, "slurm", "%j"), partition=args.partition,
@@ -286,15 +358,15 @@ def main(argv: list[str] | None = None) -> int:
     write_json(os.path.join(args.workdir, report.SWEEP_FILE), record)
     if executor is not None:
       try:
-        jobs = submit(pending, executor) if pending else []
+        submitted = submit(to_run, executor) if to_run else []
       except RuntimeError as error:  # sbatch refused the array: its message says why
         print(f"{parser.prog}: error: submitting to SLURM: {error}", file=sys.stderr)
         return 1
-      print(f"submitted {len(jobs)} jobs {' '.join(job.job_id for job in jobs)}; when they are "
-            f"done: python -m dljax.report {args.workdir}")
+      print(f"submitted {len(submitted)} jobs {' '.join(j.job_id for j in submitted)}; when "
+            f"they are done: python -m dljax.report {args.workdir}")
       return 0
-    failed = run_local(pending, args.parallel or 1)
-  except ConfigError as error:
+    failed = run_local(to_run, args.parallel or 1)
+  except (ConfigError, DataError) as error:
     print(f"{parser.prog}: error: {error}", file=sys.stderr)
     return 2
   try:

@@ -204,12 +204,12 @@ def test_rerun_skips_finished_trials_and_resumes_the_others_via_submitit(
   trials = sweep.load_sweep(str(finished_sweep / "sweeps.py"), "three")
   runs = sweep.plan(SMOKE, common, trials, str(sweep_dir))
   assert [sweep.status(run["workdir"]) for run in runs] == ["finished", "interrupted", "finished"]
-  pending = [runs[1]]
+  pending = sweep.jobs([runs[1]], {}, [], vmap=None)
   executor = sweep.slurm_executor(str(tmp_path / "submitit" / "%j"), partition="gpu",
                                   time_min=5, gpus=0, cpus=1, mem_gb=None, parallel=None,
                                   cluster="local")
   [job] = sweep.submit(pending, executor)
-  results = job.result()
+  [results] = job.result()
   assert results == read_json(sweep_dir / TRIALS[1] / "results.json")
   original = read_json(finished_sweep / "sweep" / TRIALS[1] / "results.json")
   assert results["train_seconds"] == original["train_seconds"]  # restored, not trained again
@@ -226,6 +226,27 @@ def test_rerun_skips_finished_trials_and_resumes_the_others_via_submitit(
   assert {name: (sweep_dir / name / "train.log").read_text() for name in TRIALS} == {
       **logs, TRIALS[1]: resumed_log}
   assert [r["status"] for r in read_json(sweep_dir / "report.json")] == ["done"] * 3
+
+
+def test_vmap_trains_the_trials_that_differ_in_values_together(finished_sweep, tiny_mnist_dir,
+                                                               tmp_path, trial_env, capsys):
+  # Of the three trials, the two RMSprop ones differ only in the dropout rate: one process, one
+  # jit. The SGD one differs in the optimiser's structure and trains alone.
+  args = (str(finished_sweep / "sweeps.py"), tmp_path / "sweep", "--vmap",
+          f"--config.data.dir={tiny_mnist_dir}", "--config.model.hidden=(32,)")
+  assert launch(*args, "--dry_run") == 0
+  planned = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run ")]
+  assert [line.split(":")[0] for line in planned] == ["run 2 trials", "run 1 trial"]
+  assert planned[0].endswith(f"--trial={TRIALS[0]} --trial={TRIALS[2]} --together")
+
+  assert launch(*args) == 0
+  for name in TRIALS:
+    results = read_json(tmp_path / "sweep" / name / "results.json")
+    alone = read_json(finished_sweep / "sweep" / name / "results.json")
+    assert results["trials_together"] == (1 if "sgd" in name else 2)
+    assert results["steps"] == alone["steps"]
+    assert results["test"]["loss"] == pytest.approx(alone["test"]["loss"], rel=1e-4)
+  assert (tmp_path / "sweep" / "report.md").exists()
 
 
 # The report. ---------------------------------------------------------------------------------

@@ -91,17 +91,17 @@ class OnDevice:
     self.num_examples = len(next(iter(arrays.values())))
     self._sharded = sharding.data_sharded(mesh)
     self._data = sharding.put_replicated(arrays, mesh)
-    self._train = (None, None, None)  # (data key, batch size, TrainIndex)
+    self._train = {}  # (id(data key), batch size) -> (data key, TrainIndex)
     self._gather = jax.jit(lambda arrays, index_B: jax.tree.map(lambda x: x[index_B], arrays),
                            out_shardings=self._sharded)
 
   def train_batch(self, data_key: jax.Array, step: int, batch_size: int) -> Batch:
     """The `step`-th batch of shuffled epochs; a trailing partial batch of each epoch is dropped."""
-    key, size, train_index = self._train
-    if data_key is not key or batch_size != size:
-      train_index = TrainIndex(data_key, self.num_examples, batch_size)
-      self._train = (data_key, batch_size, train_index)
-    return self._take(train_index(step))
+    cached = self._train.get((id(data_key), batch_size))
+    if cached is None:  # the key is held in the cache too, so its id stays its own
+      cached = self._train[id(data_key), batch_size] = (
+          data_key, TrainIndex(data_key, self.num_examples, batch_size))
+    return self._take(cached[1](step))
 
   def eval_batches(self, batch_size: int) -> Iterator[tuple[Batch, jax.Array]]:
     """The split in order, in batches of `batch_size`; the last is padded and its mask marks it."""
@@ -144,19 +144,18 @@ class Streaming:
     self._split = split
     self._sharded = sharding.data_sharded(mesh)
     self._workers = workers
-    self._train = (None, None, None)  # (data key, batch size, _ReadAhead)
+    self._train = {}  # (id(data key), batch size) -> (data key, _ReadAhead)
     self._eval = (None, None)  # (batch size, _ReadAhead)
 
   def train_batch(self, data_key: jax.Array, step: int, batch_size: int) -> Batch:
     """The `step`-th batch of shuffled epochs; a trailing partial batch of each epoch is dropped."""
-    key, size, reader = self._train
-    if data_key is not key or batch_size != size:
+    cached = self._train.get((id(data_key), batch_size))
+    if cached is None:  # the key is held in the cache too, so its id stays its own
       train_index = TrainIndex(data_key, self.num_examples, batch_size)
-      reader = _ReadAhead(functools.partial(_read_train_rows, self._split, train_index,
-                                            _process_rows(self._sharded, batch_size)),
-                          self._workers)
-      self._train = (data_key, batch_size, reader)
-    return self._global(reader[step], batch_size)
+      cached = self._train[id(data_key), batch_size] = (data_key, _ReadAhead(
+          functools.partial(_read_train_rows, self._split, train_index,
+                            _process_rows(self._sharded, batch_size)), self._workers))
+    return self._global(cached[1][step], batch_size)
 
   def eval_batches(self, batch_size: int) -> Iterator[tuple[Batch, jax.Array]]:
     """The split in order, in batches of `batch_size`; the last is padded and its mask marks it."""
