@@ -58,3 +58,18 @@ def get_config(arg: str | None = None):
     config.num_epochs = 1.0
     config.log_every_steps = 4
   return config.lock()
+
+
+def sweep_imperial():
+  r"""Imperial task 1, the whole table above plus SGD's three learning rates, as one sweep.
+
+      python -m launch.sweep --config=configs/cifar10_cnn.py --sweep=imperial --vmap \
+          --workdir=runs/cifar10_imperial
+
+  With --vmap, the variants that differ only in values train together (vanilla with dropout
+  0.3; the three SGD learning rates); the others each in their own process.
+  """
+  for arg in ("aug=none", "aug=light", "aug=aggressive", "dropout=0.3", "batchnorm",
+              "batchnorm,dropout=0.3", "init=zeros", "optimizer=sgd,lr=3e-3",
+              "optimizer=sgd,lr=1e-3", "optimizer=sgd,lr=3e-4"):
+    yield {"config_arg": arg}

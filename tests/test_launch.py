@@ -1,6 +1,7 @@
 """Sweeps: expansion and names, the launcher end to end (local and via submitit), the report."""
 
 import csv
+import glob
 import json
 import os
 import random
@@ -9,7 +10,7 @@ import shutil
 
 import pytest
 
-from dljax import report
+from dljax import config_lib, models, report
 from launch import sweep, sweeps
 from tests.conftest import REPO
 
@@ -104,11 +105,25 @@ def test_config_arg_is_appended_to_the_config_argument():
   assert sweep.config_spec("c.py", {"seed": 1}) == "c.py"
 
 
-def test_the_mnist_mlp_sweeps_validate():
-  for name, count in (("optimizers", 4), ("dropout", 4)):
-    trials = sweep.load_sweep(os.path.join(REPO, "configs/mnist_mlp.py"), name)
-    assert len(trials) == count
-    sweep.validate(SMOKE, {}, trials)
+SHIPPED_SWEEPS = [(os.path.basename(path), name.removeprefix(sweep.SWEEP_PREFIX))
+                  for path in sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
+                  for name in sorted(vars(config_lib.load_module(path)))
+                  if name.startswith(sweep.SWEEP_PREFIX)]
+
+
+@pytest.mark.parametrize("config_file, name", SHIPPED_SWEEPS)
+def test_every_shipped_sweep_validates_and_builds_its_models(config_file, name):
+  path = os.path.join(REPO, "configs", config_file)
+  trials = sweep.load_sweep(path, name)
+  for config in sweep.validate(f"{path}:smoke", {}, trials).values():
+    models.build(config.model)
+
+
+def test_the_shipped_studies_are_there():
+  assert {("leiden_mlp.py", name) for name in (
+      "init", "dropout", "optimizer", "loss", "batch", "widths", "output", "depth",
+      "regularizers", "permuted")} <= set(SHIPPED_SWEEPS)
+  assert ("cifar10_cnn.py", "imperial") in SHIPPED_SWEEPS
 
 
 # The launcher. -------------------------------------------------------------------------------

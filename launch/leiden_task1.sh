@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Leiden task 1 (experiments.md G): every one-factor MLP study of configs/leiden_mlp.py, on
+# MNIST and Fashion-MNIST, each sweep into runs/leiden_mlp_DATA/SWEEP with its report.
+# Trials that differ only in values train together (--vmap). Re-running skips finished trials.
+#
+#   launch/leiden_task1.sh [DATA...]        # default: mnist fashion_mnist
+#   EXTRA="--executor=slurm --partition=gpu" launch/leiden_task1.sh   # on a SLURM cluster
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SWEEPS="init dropout optimizer loss batch widths output depth regularizers permuted"
+datasets=("$@")
+[ ${#datasets[@]} -gt 0 ] || datasets=(mnist fashion_mnist)
+for data in "${datasets[@]}"; do
+  for sweep in $SWEEPS; do
+    # shellcheck disable=SC2086  # EXTRA holds several flags
+    python -m launch.sweep --config="configs/leiden_mlp.py:data=$data" --sweep="$sweep" --vmap \
+        --workdir="runs/leiden_mlp_$data/$sweep" ${EXTRA:-}
+  done
+done
