@@ -46,3 +46,27 @@ def sweep_dropout():
   """Leiden one-factor study: the dropout rate after each hidden layer (the recipe has 0.2)."""
   for rate in (0.0, 0.2, 0.5, 0.9):
     yield {"model.dropout": rate}
+
+
+def sweep_hp_grid():
+  r"""Leiden 2023 (seed 002) hyper-parameter grid: optimiser x lr x momentum x epsilon x
+  nesterov x batch, without the grid points an optimiser ignores (SGD has no epsilon, Adam no
+  momentum, Nesterov needs momentum): 54 trials. The report's top 3 were all SGD at lr 0.1,
+  batch 64 (97.95%, 97.83%, 97.72% after 12 epochs).
+
+      python -m launch.sweep --config=configs/mnist_mlp.py --sweep=hp_grid --vmap \
+          --workdir=runs/mnist_mlp_hp_grid
+  """
+  learning_rates, batch_sizes, epsilons = (0.1, 0.01, 0.001), (64, 128), (1e-8, 1e-4)
+  sgd = [{"momentum": 0.0, "nesterov": False}, {"momentum": 0.9, "nesterov": False},
+         {"momentum": 0.9, "nesterov": True}]
+  for batch_size in batch_sizes:
+    for name, variants in (
+        ("sgd", sgd),
+        ("rmsprop", [{"momentum": m, "eps": e} for m in (0.0, 0.9) for e in epsilons]),
+        ("adam", [{"eps": e} for e in epsilons])):
+      for variant in variants:
+        for learning_rate in learning_rates:
+          yield {"batch_size": batch_size, "optimizer.name": name,
+                 "optimizer.learning_rate": learning_rate,
+                 **{f"optimizer.{key}": value for key, value in variant.items()}}
