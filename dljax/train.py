@@ -1,6 +1,9 @@
 """The one trainer: jit, sharding, the loop, evaluation, early stopping, checkpoints, results.
 
-`run(config, workdir)` reads top to bottom as a run happens:
+`run(config, workdir)` trains one config. `run_together(configs, workdirs)` trains several that
+differ only in values (seeds, learning rates, dropout rates, ...; `dljax.trials`) at once: their
+states stacked, every step vmapped, each trial's files in its own workdir; `run` is its one-trial
+case. It reads top to bottom as a run happens:
   1. validate the config and load the data (any mistake stops here, before compiling);
   2. build the task and compile its steps for the mesh;
   3. start from the latest checkpoint in the workdir, or from scratch;
