@@ -70,7 +70,8 @@ def row(workdir: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]
   return {**base, "status": DONE, "metric": best.get("metric"), "mode": best.get("mode"),
           "best_validation": best.get("value"), "best_epoch": best.get("epoch"),
           **{f"test_{name}": value for name, value in sorted(results["test"].items())},
-          "train_seconds": results["train_seconds"], "parameters": results["parameters"],
+          "train_seconds": results["train_seconds"],
+          "trials_together": results.get("trials_together", 1), "parameters": results["parameters"],
           "steps": results["steps"], "epochs": results["epochs"], **tail}
 
 
@@ -112,7 +113,9 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
     if r["status"] == DONE:
       cells = [_cell(r["rank"]) or "-", r["trial"], _cell(r["best_validation"]),
                _cell(r["best_epoch"], 1), *(_cell(r.get(key)) for key in tests),
-               _cell(r["train_seconds"], 1), _cell(r["parameters"])]
+               _cell(r["train_seconds"], 1) + (f" ({r['trials_together']} together)"
+                                               if r["trials_together"] > 1 else ""),
+               _cell(r["parameters"])]
     else:
       steps = f" (step {r['steps']})" if r["steps"] is not None else ""
       cells = ["-", r["trial"], f"{r['status']}{steps}", *[""] * (len(header) - 3)]
@@ -120,6 +123,8 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
   unfinished = len(rows) - len(done)
   lines += ["", f"{len(done)} of {len(rows)} trials finished"
             + (f"; {unfinished} unfinished or not started." if unfinished else ".")]
+  if any(r.get("trials_together", 1) > 1 for r in done):
+    lines.append("Trials trained together (vmapped in one process) share their train seconds.")
   return "\n".join(lines) + "\n"
 
 
