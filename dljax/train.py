@@ -314,16 +314,16 @@ def _start(runs: list[_Trial], abstract_trial_state, stack_states, init) -> tupl
 
 
 def _gather_test(state, task: tasks.Task, test_data, batch_size: int):
-  """Per-example `eval_step` outputs and the test examples themselves, on the host, in order.
+  """Per-example `predict` (else `eval_step`) outputs and the test examples, on the host, in order.
 
   Reads the examples back from the eval batches, so it works for either input pipeline and for
   any number of processes (each batch is gathered from all of them).
   """
-  eval_step = jax.jit(task.eval_step)
+  predict = jax.jit(task.predict or task.eval_step)
   outputs, examples = [], []
   for batch, mask_B in test_data.eval_batches(batch_size):
     batch_outputs, batch, mask_B = multihost_utils.process_allgather(
-        (eval_step(state, batch), batch, mask_B), tiled=True)
+        (predict(state, batch), batch, mask_B), tiled=True)
     outputs.append({name: value[mask_B] for name, value in batch_outputs.items()})
     examples.append({name: value[mask_B] for name, value in batch.items()})
   concatenate = lambda parts: {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}

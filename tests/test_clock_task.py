@@ -135,5 +135,8 @@ def test_smoke_config_trains_and_writes_error_analysis(spec, smoke_data_dir, tmp
   for key in ("error_minutes", "error_minutes_median", "error_minutes_p90"):
     assert 0 <= test[key] <= 360
   assert results["best_validation"]["metric"] == "error_minutes"
+  # Per-example predictions feed the analysis; their means are no metric.
+  assert not {"predicted_minutes", "true_minutes"} & {
+      *test, *results["best_validation"]["metrics"]}
   for name in ("error_histogram.png", "worst_predictions.png"):
     assert os.path.getsize(tmp_path / name) > 1000

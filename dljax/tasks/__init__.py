@@ -4,10 +4,12 @@
     train_step(state, batch, rng) -> (state, metrics) metrics: scalar means over the batch
     eval_step(state, batch) -> metrics                metrics: per-example values, shape [B]
     analyze(outputs, examples, workdir) -> metrics    optional, once, on the test split
+    predict(state, batch) -> outputs                  optional, per example, for analyze
 
-`analyze` sees every test example (numpy, in split order) with its per-example `eval_step`
-outputs, for what means cannot say (medians, percentiles, histograms, the worst predictions);
-it may write PNGs into the workdir and returns extra test metrics for results.json.
+`analyze` sees every test example (numpy, in split order) with its per-example `predict` (else
+`eval_step`) outputs, for what means cannot say (medians, percentiles, histograms, the worst
+predictions); it may write PNGs into the workdir and returns extra test metrics for results.json.
+`predict` exists because the trainer averages every `eval_step` output into the metrics.
 
 The trainer jits and shards them, feeds batches, averages metrics, evaluates, stops early,
 checkpoints and writes results; it assumes no particular model, optimiser or loss, so a GAN
@@ -37,6 +39,9 @@ class Task(NamedTuple):
   train_step: Callable[[State, Batch, jax.Array], tuple[State, Metrics]]
   eval_step: Callable[[State, Batch], Metrics]
   analyze: Analyze | None = None
+  # Per-example outputs for `analyze` beyond the metrics (e.g. the predicted values), which the
+  # trainer must not average; None: `eval_step`'s.
+  predict: Callable[[State, Batch], Metrics] | None = None
 
 
 # name -> build(config, data, total_steps) -> Task

@@ -86,9 +86,10 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int):
   """Returns (init, train_step, eval_step) for `config.model` trained with `config.loss`."""
   activate = output_activation(config.output_activation)
   loss = logits_loss(config.loss, config.output_activation)
-  return supervised.build(
+  init, train_step, eval_step, _ = supervised.build(
       config, data, total_steps,
       loss=lambda logits_BK, batch: loss(logits_BK,
                                          jax.nn.one_hot(batch["label"], logits_BK.shape[-1])),
       metrics=lambda logits_BK, batch: {
           "accuracy": (activate(logits_BK).argmax(-1) == batch["label"]).astype(jnp.float32)})
+  return init, train_step, eval_step

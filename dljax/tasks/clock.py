@@ -214,11 +214,11 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int):
     return {"predicted_minutes": decoded_minutes(code, outputs_BK).astype(jnp.float32),
             "true_minutes": true_minutes(batch).astype(jnp.float32)}
 
-  init, train_step, eval_step = supervised.build(
+  init, train_step, eval_step, predict = supervised.build(
       config, data, total_steps,
       loss=lambda outputs_BK, batch: code.loss(outputs_BK, code.encode(true_minutes(batch))),
       metrics=error_minutes, predictions=times)
-  return init, train_step, eval_step, analyze
+  return init, train_step, eval_step, analyze, predict
 
 
 # After training. -------------------------------------------------------------------------------

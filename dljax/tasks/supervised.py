@@ -63,10 +63,11 @@ def preprocessor(config: ml_collections.ConfigDict,
 
 def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, loss: LossFn,
           metrics: MetricsFn, predictions: MetricsFn | None = None):
-  """Returns (init, train_step, eval_step) for `config.model` trained on `loss`.
+  """Returns (init, train_step, eval_step, predict) for `config.model` trained on `loss`.
 
   Train steps report the mean loss and the means of `metrics`; eval steps report them per
-  example, plus `predictions` (per-example values an `analyze` hook may want, not averages).
+  example. `predict` adds `predictions` to those (per-example values an `analyze` hook wants
+  that are not metrics, e.g. the predicted values); None without `predictions`.
   """
   model = models.build(config.model)
   tx = optim.make_optimizer(config.optimizer, total_steps)
@@ -97,10 +98,15 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, 
     means = {name: value_B.mean() for name, value_B in metrics(outputs_BK, batch).items()}
     return state, {"loss": loss_value, **means}
 
-  def eval_step(state, batch):
-    outputs_BK = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                             preprocess(batch["image"]), train=False)
-    extra = predictions(outputs_BK, batch) if predictions else {}
-    return {"loss": loss(outputs_BK, batch), **metrics(outputs_BK, batch), **extra}
+  def apply(state, batch):
+    return model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                       preprocess(batch["image"]), train=False)
 
-  return init, train_step, eval_step
+  def eval_step(state, batch):
+    outputs_BK = apply(state, batch)
+    return {"loss": loss(outputs_BK, batch), **metrics(outputs_BK, batch)}
+
+  def predict(state, batch):
+    return {**eval_step(state, batch), **predictions(apply(state, batch), batch)}
+
+  return init, train_step, eval_step, predict if predictions else None
