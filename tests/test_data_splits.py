@@ -8,6 +8,7 @@ import configs.mnist_mlp
 from dljax import data, train
 from dljax.data import tfds_io
 from dljax.errors import ConfigError
+from dljax.tasks import supervised
 
 NUM_TRAIN, NUM_TEST = 100, 30
 SOURCES = {"train": {"x": np.arange(NUM_TRAIN) * 10}, "test": {"x": np.arange(NUM_TEST) * 10}}
@@ -88,6 +89,26 @@ def test_channel_stats_are_the_same_in_memory_and_streamed(tiny_mnist_dir):
   np.testing.assert_array_equal(in_memory, streamed)
   pixels = arrays["image"].astype(np.float64)
   np.testing.assert_allclose(in_memory, ([pixels.mean()], [pixels.std()]), rtol=1e-12)
+  per_pixel = data.channel_stats(subset, "image", chunk_size=100, per_pixel=True)
+  assert per_pixel[0].shape == (28, 28, 1)
+  np.testing.assert_allclose(per_pixel, (pixels.mean(axis=0), pixels.std(axis=0)), rtol=1e-9,
+                             atol=1e-9)
+
+
+def test_per_pixel_standardisation_is_gerons(tiny_mnist_dir):
+  """(x - X_train.mean(axis=0)) / (X_train.std(axis=0) + 1e-7) on [0, 1] pixels, then permuted."""
+  config = data.data_config("mnist", dir=tiny_mnist_dir, normalize="per_pixel")
+  train = data.load(config, seed=0).train
+  x = train["image"][:4]
+  pixels = train["image"].astype(np.float64) / 255
+  expected = (x / 255 - pixels.mean(axis=0)) / (pixels.std(axis=0) + 1e-7)
+  np.testing.assert_allclose(supervised.preprocessor(config, train)(x), expected, rtol=1e-4,
+                             atol=1e-3)
+  with config.unlocked():
+    config.permute_pixels = True
+  permuted = supervised.preprocessor(config, train)(x)
+  np.testing.assert_allclose(permuted, supervised.permute_pixels(expected, 0), rtol=1e-4,
+                             atol=1e-3)
 
 
 def test_auto_keeps_mnist_on_the_devices(tiny_mnist_dir):

@@ -36,7 +36,7 @@ DATASETS = {
 }
 
 VALIDATION_MODES = ("test", "first", "last", "random", "none")
-NORMALIZATIONS = ("none", "per_channel")
+NORMALIZATIONS = ("none", "per_channel", "per_pixel")
 PIPELINES = ("auto", "device", "streaming")
 
 
@@ -52,7 +52,10 @@ def data_config(name: str, **overrides) -> ml_collections.ConfigDict:
       validation_size=0.0,
       train_limit=0,  # keep only the first N train examples (0 = all): smoke runs
       eval_limit=0,  # keep only the first N validation and test examples (0 = all)
-      normalize="none",  # 'per_channel': standardise with the train split's channel mean/std
+      # 'per_channel': standardise with the train split's mean/std of each channel (Keras'
+      # Normalization()); 'per_pixel': of each pixel and channel, std + 1e-7 (Géron's
+      # `(X - X_train.mean(axis=0)) / (X_train.std(axis=0) + 1e-7)`).
+      normalize="none",
       augment=dict(zoom=0.0, rotation=0.0, translation=0.0, flip="", pad_crop=0),
       # Permuted MNIST: one fixed permutation of the pixels, drawn from `permutation_seed` (not
       # the run's seed: every trial of a sweep sees the same one), for every image of every split.
@@ -213,20 +216,22 @@ def read(subset: Subset, position_B: np.ndarray) -> Arrays:
   return tfds_io.read(subset.source, index_B.tolist())
 
 
-def channel_stats(split: Split, key: str, chunk_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-  """Mean and standard deviation over all examples and pixels of `split[key]`, per channel.
+def channel_stats(split: Split, key: str, chunk_size: int = 4096,
+                  per_pixel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and standard deviation of `split[key]` per channel, over all examples and pixels
+  (shape [C]); or per pixel and channel, over all examples (shape [H, W, C]).
 
   Reduces `chunk_size` examples at a time, so a streamed split is never in memory whole. Sums are
   float64, exact for 8-bit pixels (up to 10^11 a channel): the result is the same whether the
   split is in memory or streamed.
   """
   subset = split if isinstance(split, Subset) else Subset(split, np.arange(_num_examples(split)))
-  count = total_C = total_squares_C = 0
+  count = total = total_squares = 0
   for start in range(0, len(subset), chunk_size):
     chunk = read(subset, np.arange(start, min(start + chunk_size, len(subset))))[key]
-    pixels_PC = chunk.reshape(-1, chunk.shape[-1]).astype(np.float64)
-    count += len(pixels_PC)
-    total_C = total_C + pixels_PC.sum(axis=0)
-    total_squares_C = total_squares_C + np.square(pixels_PC).sum(axis=0)
-  mean_C = total_C / count
-  return mean_C, np.sqrt(np.maximum(total_squares_C / count - np.square(mean_C), 0.0))
+    values = chunk.reshape(-1, *chunk.shape[(1 if per_pixel else -1):]).astype(np.float64)
+    count += len(values)
+    total = total + values.sum(axis=0)
+    total_squares = total_squares + np.square(values).sum(axis=0)
+  mean = total / count
+  return mean, np.sqrt(np.maximum(total_squares / count - np.square(mean), 0.0))

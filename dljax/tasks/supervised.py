@@ -48,17 +48,20 @@ def preprocessor(config: ml_collections.ConfigDict,
                  train: Split) -> Callable[[jax.Array], jax.Array]:
   """uint8 images -> the model's float32 inputs, as `config.data` says.
 
-  Pixels permuted if `permute_pixels`, then scaled to [0, 1], or standardised by the train split's
-  channel statistics (which a permutation leaves as they are).
+  Scaled to [0, 1], or standardised by the train split's statistics per channel or per pixel,
+  then permuted if `permute_pixels` (after standardising: each pixel keeps its own statistics).
   """
   if config.normalize == "none":
     scale = lambda images: images.astype(jnp.float32) / 255.0
-  else:
+  elif config.normalize == "per_channel":
     mean_C, std_C = (stat_C / 255.0 for stat_C in channel_stats(train, "image"))
     scale = lambda images: (images.astype(jnp.float32) / 255.0 - mean_C) / std_C
+  else:
+    mean_HWC, std_HWC = (stat / 255.0 for stat in channel_stats(train, "image", per_pixel=True))
+    scale = lambda images: (images.astype(jnp.float32) / 255.0 - mean_HWC) / (std_HWC + 1e-7)
   if not config.permute_pixels:
     return scale
-  return lambda images: scale(permute_pixels(images, config.permutation_seed))
+  return lambda images: permute_pixels(scale(images), config.permutation_seed)
 
 
 def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, loss: LossFn,
