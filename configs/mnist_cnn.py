@@ -33,3 +33,12 @@ def get_config(arg: str | None = None):
     config.num_epochs = 2.0
     config.log_every_steps = 4
   return config.lock()
+
+
+def sweep_seeds():
+  """The recipe with three seeds: how far one run's test accuracy is from another's.
+
+      python -m launch.sweep --config=configs/mnist_cnn.py --sweep=seeds --workdir=runs/mnist_cnn
+  """
+  for seed in (0, 1, 2):
+    yield {"seed": seed}
