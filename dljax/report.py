@@ -1,4 +1,5 @@
-"""Compares runs: `python -m dljax.report SWEEP_DIR` or `python -m dljax.report DIR... --out OUT`.
+"""Compares runs: `python -m dljax.report SWEEP_DIR`, or `python -m dljax.report DIR... --out OUT`
+for a list of run workdirs, or of sweep dirs (a study: one table per sweep).
 
 Writes, into the sweep dir (or --out):
   report.md    the trials ranked by their best validation metric (in its mode, min or max), with
@@ -190,21 +191,47 @@ def write(rows: list[dict[str, Any]], out_dir: str, title: str) -> list[str]:
   return [md, csv_path, json_path, *([png] if overlay_curves(rows, png) else [])]
 
 
-def write_sweep(sweep_dir: str, out_dir: str | None = None) -> list[str]:
-  """Writes the report of a sweep dir into it (or `out_dir`); returns the paths written."""
+def _sweep_rows(sweep_dir: str) -> tuple[list[dict[str, Any]], str]:
+  """A sweep dir's ranked rows and its title."""
   rows = [row(workdir, overrides) for workdir, overrides in sweep_trials(sweep_dir).items()]
   title = f"Sweep {sweep_dir}"
   if os.path.exists(os.path.join(sweep_dir, SWEEP_FILE)):
     sweep = _read_json(os.path.join(sweep_dir, SWEEP_FILE))
     title = f"Sweep {sweep['sweep']} of {sweep['config']} ({sweep_dir})"
+  return rank(rows), title
+
+
+def write_sweep(sweep_dir: str, out_dir: str | None = None) -> list[str]:
+  """Writes the report of a sweep dir into it (or `out_dir`); returns the paths written."""
+  rows, title = _sweep_rows(sweep_dir)
   return write(rows, out_dir or sweep_dir, title)
+
+
+def write_study(sweep_dirs: list[str], out_dir: str) -> list[str]:
+  """A study's report in `out_dir`: report.md with each sweep's ranked table, one after the
+  other (each sweep dir keeps its own curves.png); report.json and .csv with every row and its
+  sweep dir. Returns the paths written."""
+  tables, all_rows = [], []
+  for sweep_dir in sweep_dirs:
+    rows, title = _sweep_rows(sweep_dir)
+    tables.append(markdown(rows, title).replace("# ", "## ", 1))
+    all_rows += [{"sweep": sweep_dir, **r} for r in rows]
+  md, csv_path, json_path = (os.path.join(out_dir, name) for name in OUTPUTS[:3])
+  os.makedirs(out_dir, exist_ok=True)
+  with open(md, "w") as f:
+    f.write(f"# Study {', '.join(sweep_dirs)}\n\n" + "\n".join(tables))
+  write_csv(all_rows, csv_path)
+  with open(json_path, "w") as f:
+    json.dump(all_rows, f, indent=2)
+  return [md, csv_path, json_path]
 
 
 def main(argv: list[str] | None = None) -> int:
   """Reports a sweep dir or a list of workdirs (default: sys.argv[1:]); returns the exit status."""
   parser = argparse.ArgumentParser(prog="python -m dljax.report", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("dirs", nargs="+", metavar="DIR", help="a sweep dir, or run workdirs")
+  parser.add_argument("dirs", nargs="+", metavar="DIR",
+                      help="a sweep dir, or run workdirs, or sweep dirs")
   parser.add_argument("--out", help="where to write the report (default: the sweep dir)")
   args = parser.parse_args(argv)
   try:
@@ -213,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.dirs) == 1 and is_sweep_dir(args.dirs[0]):
       paths = write_sweep(args.dirs[0], args.out)
     elif args.out is None:
-      raise ValueError("--out is needed for a list of run workdirs (a sweep dir is its own)")
+      raise ValueError("--out is needed for a list of dirs (a sweep dir is its own)")
+    elif all(map(is_sweep_dir, args.dirs)):
+      paths = write_study(args.dirs, args.out)
     else:
       paths = write([row(d) for d in args.dirs], args.out, f"Runs {', '.join(args.dirs)}")
   except ValueError as error:

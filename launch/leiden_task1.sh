@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Leiden task 1 (experiments.md G): every one-factor MLP study of configs/leiden_mlp.py, on
-# MNIST and Fashion-MNIST, each sweep into runs/leiden_mlp_DATA/SWEEP with its report.
+# MNIST and Fashion-MNIST, each sweep into runs/leiden_mlp_DATA/SWEEP with its report, and all
+# their tables in runs/leiden_mlp_DATA/report.md.
 # Trials that differ only in values train together (--vmap). Re-running skips finished trials.
 #
 #   launch/leiden_task1.sh [DATA...]        # default: mnist fashion_mnist
@@ -16,4 +17,7 @@ for data in "${datasets[@]}"; do
     python -m launch.sweep --config="configs/leiden_mlp.py:data=$data" --sweep="$sweep" --vmap \
         --workdir="runs/leiden_mlp_$data/$sweep" ${EXTRA:-}
   done
+  # One report.md with every sweep's table (each sweep dir has its own table and curves too).
+  # shellcheck disable=SC2086
+  python -m dljax.report $(printf "runs/leiden_mlp_$data/%s " $SWEEPS) --out "runs/leiden_mlp_$data"
 done

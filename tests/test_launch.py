@@ -323,3 +323,20 @@ def test_report_of_listed_workdirs_needs_out_and_one_metric(tmp_path, capsys):
   assert "different validation metrics: accuracy (max), loss (min)" in capsys.readouterr().err
   assert report.main([str(tmp_path / "x"), "--out", str(tmp_path / "r")]) == 0
   assert {p.name for p in (tmp_path / "r").iterdir()} == set(report.OUTPUTS)
+
+
+def test_report_of_sweep_dirs_is_a_study_with_a_table_per_sweep(tmp_path):
+  # Two one-factor sweeps, each ranked by its own metric: a study needs no common one.
+  for sweep_name, mode, values in (("dropout", "max", {"a": 0.5, "b": 0.9}),
+                                   ("width", "min", {"c": 0.2, "d": 0.1})):
+    for name, value in values.items():
+      fake_run(str(tmp_path / sweep_name / name), value, mode)
+  dirs = [str(tmp_path / "dropout"), str(tmp_path / "width")]
+  assert report.main([*dirs, "--out", str(tmp_path / "study")]) == 0
+  md = (tmp_path / "study" / "report.md").read_text()
+  assert md.count("\n## Sweep ") == 2
+  assert md.index("| 1 | b |") < md.index("| 2 | a |") < md.index("| 1 | d |") < md.index(
+      "| 2 | c |")
+  rows = read_json(tmp_path / "study" / "report.json")
+  assert [(r["sweep"], r["trial"], r["rank"]) for r in rows] == [
+      (dirs[0], "b", 1), (dirs[0], "a", 2), (dirs[1], "d", 1), (dirs[1], "c", 2)]
