@@ -2,7 +2,8 @@
 for a list of run workdirs, or of sweep dirs (a study: one table per sweep).
 
 Writes, into the sweep dir (or --out):
-  report.md    the trials ranked by their best validation metric (in its mode, min or max), with
+  report.md    the trials ranked by their best validation metric (in its mode, min or max), or
+               with `--rank_by=NAME:MODE` by another validation metric at that best step, with
                its epoch, the test metrics, train seconds and parameters;
   report.csv   the same rows, for a spreadsheet; report.json the same rows, for code;
   curves.png   the validation curves of every finished trial overlaid, one panel per metric.
@@ -70,18 +71,30 @@ def row(workdir: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]
   best = results["best_validation"] or {}
   return {**base, "status": DONE, "metric": best.get("metric"), "mode": best.get("mode"),
           "best_validation": best.get("value"), "best_epoch": best.get("epoch"),
+          "best_metrics": best.get("metrics") or {},
           **{f"test_{name}": value for name, value in sorted(results["test"].items())},
           "train_seconds": results["train_seconds"],
           "trials_together": results.get("trials_together", 1), "parameters": results["parameters"],
           "steps": results["steps"], "epochs": results["epochs"], **tail}
 
 
-def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rank(rows: list[dict[str, Any]], by: tuple[str, str] | None = None) -> list[dict[str, Any]]:
   """Finished trials best first by their validation metric's mode, then the others as they came.
 
-  Raises ValueError if the finished trials track different metrics or modes: there is no one
-  order then.
+  `by` = (name, mode) ranks by validation metric `name` at each trial's best step instead: e.g.
+  by accuracy where the trials stopped early on losses of different kinds. Raises ValueError if
+  the finished trials track different metrics or modes: there is no one order then.
   """
+  # "ranked_by" heads the table's value column: "loss (best, min)", or ranked by accuracy at
+  # the best loss's step, "accuracy at the best loss (max)".
+  if by is None:
+    rows = [{**r, "ranked_by": f"{r['metric']} (best, {r['mode']})"} if r["status"] == DONE
+            else r for r in rows]
+  else:
+    name, mode = by
+    rows = [{**r, "ranked_by": f"{name} at the best {r['metric']} ({mode})",
+             "metric": name, "mode": mode, "best_validation": r["best_metrics"].get(name)}
+            if r["status"] == DONE else r for r in rows]
   is_ranked = lambda r: r["status"] == DONE and r["best_validation"] is not None
   criteria = sorted({(r["metric"], r["mode"]) for r in rows if is_ranked(r)})
   if len(criteria) > 1:
@@ -105,8 +118,8 @@ def markdown(rows: list[dict[str, Any]], title: str) -> str:
   """The ranked table; unfinished trials show their status and last logged step instead."""
   done = [r for r in rows if r["status"] == DONE]
   tests = sorted({key for r in done for key in r if key.startswith("test_")})
-  metric = next((f"{r['metric']} ({r['mode']})" for r in done if r["metric"]), "metric")
-  header = ["#", "trial", f"best validation {metric}", "epoch",
+  metric = next((r["ranked_by"] for r in done if r["metric"]), "metric")
+  header = ["#", "trial", f"validation {metric}", "epoch",
             *(key.replace("_", " ", 1) for key in tests), "train s", "parameters"]
   lines = [f"# {title}", "", "| " + " | ".join(header) + " |",
            "|" + "---|" * len(header)]
@@ -175,12 +188,12 @@ def overlay_curves(rows: list[dict[str, Any]], path: str) -> bool:
   return True
 
 
-def write(rows: list[dict[str, Any]], out_dir: str, title: str) -> list[str]:
-  """Ranks `rows`, writes report.md, .csv, .json and curves.png into `out_dir`; returns the paths.
-
-  curves.png is left out when no trial has finished.
+def write(rows: list[dict[str, Any]], out_dir: str, title: str,
+          by: tuple[str, str] | None = None) -> list[str]:
+  """Ranks `rows` (`by`: as `rank`), writes report.md, .csv, .json and curves.png into
+  `out_dir`; returns the paths. curves.png is left out when no trial has finished.
   """
-  rows = rank(rows)
+  rows = rank(rows, by)
   md, csv_path, json_path, png = (os.path.join(out_dir, name) for name in OUTPUTS)
   os.makedirs(out_dir, exist_ok=True)
   with open(md, "w") as f:
@@ -192,28 +205,31 @@ def write(rows: list[dict[str, Any]], out_dir: str, title: str) -> list[str]:
 
 
 def _sweep_rows(sweep_dir: str) -> tuple[list[dict[str, Any]], str]:
-  """A sweep dir's ranked rows and its title."""
+  """A sweep dir's rows and its title."""
   rows = [row(workdir, overrides) for workdir, overrides in sweep_trials(sweep_dir).items()]
   title = f"Sweep {sweep_dir}"
   if os.path.exists(os.path.join(sweep_dir, SWEEP_FILE)):
     sweep = _read_json(os.path.join(sweep_dir, SWEEP_FILE))
     title = f"Sweep {sweep['sweep']} of {sweep['config']} ({sweep_dir})"
-  return rank(rows), title
+  return rows, title
 
 
-def write_sweep(sweep_dir: str, out_dir: str | None = None) -> list[str]:
+def write_sweep(sweep_dir: str, out_dir: str | None = None,
+                by: tuple[str, str] | None = None) -> list[str]:
   """Writes the report of a sweep dir into it (or `out_dir`); returns the paths written."""
   rows, title = _sweep_rows(sweep_dir)
-  return write(rows, out_dir or sweep_dir, title)
+  return write(rows, out_dir or sweep_dir, title, by)
 
 
-def write_study(sweep_dirs: list[str], out_dir: str) -> list[str]:
+def write_study(sweep_dirs: list[str], out_dir: str,
+                by: tuple[str, str] | None = None) -> list[str]:
   """A study's report in `out_dir`: report.md with each sweep's ranked table, one after the
   other (each sweep dir keeps its own curves.png); report.json and .csv with every row and its
   sweep dir. Returns the paths written."""
   tables, all_rows = [], []
   for sweep_dir in sweep_dirs:
     rows, title = _sweep_rows(sweep_dir)
+    rows = rank(rows, by)
     tables.append(markdown(rows, title).replace("# ", "## ", 1))
     all_rows += [{"sweep": sweep_dir, **r} for r in rows]
   md, csv_path, json_path = (os.path.join(out_dir, name) for name in OUTPUTS[:3])
@@ -233,18 +249,27 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("dirs", nargs="+", metavar="DIR",
                       help="a sweep dir, or run workdirs, or sweep dirs")
   parser.add_argument("--out", help="where to write the report (default: the sweep dir)")
+  parser.add_argument("--rank_by", metavar="NAME:MODE",
+                      help="rank by validation metric NAME (at each trial's best step), MODE "
+                      "max or min, e.g. accuracy:max (default: the early-stopping metric)")
   args = parser.parse_args(argv)
   try:
+    by = None
+    if args.rank_by:
+      name, _, mode = args.rank_by.partition(":")
+      if mode not in ("max", "min"):
+        raise ValueError(f"--rank_by={args.rank_by}: needs NAME:max or NAME:min")
+      by = (name, mode)
     if missing := [d for d in args.dirs if not os.path.isdir(d)]:
       raise ValueError(f"{missing[0]}: not a directory")
     if len(args.dirs) == 1 and is_sweep_dir(args.dirs[0]):
-      paths = write_sweep(args.dirs[0], args.out)
+      paths = write_sweep(args.dirs[0], args.out, by)
     elif args.out is None:
       raise ValueError("--out is needed for a list of dirs (a sweep dir is its own)")
     elif all(map(is_sweep_dir, args.dirs)):
-      paths = write_study(args.dirs, args.out)
+      paths = write_study(args.dirs, args.out, by)
     else:
-      paths = write([row(d) for d in args.dirs], args.out, f"Runs {', '.join(args.dirs)}")
+      paths = write([row(d) for d in args.dirs], args.out, f"Runs {', '.join(args.dirs)}", by)
   except ValueError as error:
     print(f"{parser.prog}: error: {error}", file=sys.stderr)
     return 2

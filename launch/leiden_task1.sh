@@ -17,7 +17,9 @@ for data in "${datasets[@]}"; do
     python -m launch.sweep --config="configs/leiden_mlp.py:data=$data" --sweep="$sweep" --vmap \
         --workdir="runs/leiden_mlp_$data/$sweep" ${EXTRA:-}
   done
-  # One report.md with every sweep's table (each sweep dir has its own table and curves too).
+  # One report.md with every sweep's table (each sweep dir has its own table and curves too),
+  # ranked by validation accuracy at the best validation loss: the loss sweep's losses differ.
   # shellcheck disable=SC2086
-  python -m dljax.report $(printf "runs/leiden_mlp_$data/%s " $SWEEPS) --out "runs/leiden_mlp_$data"
+  python -m dljax.report $(printf "runs/leiden_mlp_$data/%s " $SWEEPS) --rank_by=accuracy:max \
+      --out "runs/leiden_mlp_$data"
 done

@@ -267,7 +267,7 @@ def test_vmap_trains_the_trials_that_differ_in_values_together(finished_sweep, t
 # The report. ---------------------------------------------------------------------------------
 
 def fake_run(workdir, value: float | None, mode: str = "max", finished: bool = True,
-             steps_per_epoch: int = 10) -> None:
+             steps_per_epoch: int = 10, best_metrics: dict | None = None) -> None:
   """A workdir as the trainer leaves it, with a validation curve peaking at `value`."""
   os.makedirs(workdir)
   with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -280,7 +280,7 @@ def fake_run(workdir, value: float | None, mode: str = "max", finished: bool = T
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump({"best_validation": {"metric": "accuracy" if mode == "max" else "loss",
                                      "mode": mode, "value": value, "step": 30, "epoch": 3.0,
-                                     "metrics": {}},
+                                     "metrics": best_metrics or {}},
                  "test": {"accuracy": value, "loss": 0.5}, "steps": 30, "epochs": 3.0,
                  "train_seconds": 12.5, "parameters": 1234}, f)
 
@@ -306,8 +306,8 @@ def test_report_ranks_by_the_metric_mode_and_lists_unfinished(tmp_path, mode, ex
   with open(sweep_dir / "report.csv") as f:
     assert [r["trial"] for r in csv.DictReader(f)] == [r["trial"] for r in rows]
   md = (sweep_dir / "report.md").read_text()
-  metric = "accuracy (max)" if mode == "max" else "loss (min)"
-  assert f"| # | trial | best validation {metric} | epoch | test accuracy | test loss |" in md
+  metric = "accuracy (best, max)" if mode == "max" else "loss (best, min)"
+  assert f"| # | trial | validation {metric} | epoch | test accuracy | test loss |" in md
   assert f"| 1 | {expected[0]} | {0.9 if mode == 'max' else 0.5:.4f} | 3.0 |" in md
   assert "| - | queued | not started |" in md and "| - | running | unfinished (step 30) |" in md
   assert "3 of 5 trials finished; 2 unfinished or not started." in md
@@ -340,3 +340,15 @@ def test_report_of_sweep_dirs_is_a_study_with_a_table_per_sweep(tmp_path):
   rows = read_json(tmp_path / "study" / "report.json")
   assert [(r["sweep"], r["trial"], r["rank"]) for r in rows] == [
       (dirs[0], "b", 1), (dirs[0], "a", 2), (dirs[1], "d", 1), (dirs[1], "c", 2)]
+
+
+def test_report_ranks_by_another_metric_at_the_best_step(tmp_path, capsys):
+  # Trials that stopped on losses of different kinds: their accuracies compare, their losses not.
+  for name, loss, accuracy in (("mse", 0.01, 0.92), ("cce", 0.09, 0.97)):
+    fake_run(str(tmp_path / "loss" / name), loss, "min", best_metrics={"accuracy": accuracy})
+  assert report.main([str(tmp_path / "loss"), "--rank_by=accuracy:max"]) == 0
+  md = (tmp_path / "loss" / "report.md").read_text()
+  assert "| validation accuracy at the best loss (max) |" in md
+  assert md.index("| 1 | cce | 0.9700 |") < md.index("| 2 | mse | 0.9200 |")
+  assert report.main([str(tmp_path / "loss"), "--rank_by=accuracy"]) == 2
+  assert "needs NAME:max or NAME:min" in capsys.readouterr().err
