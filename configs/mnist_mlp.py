@@ -55,7 +55,12 @@ def sweep_hp_grid():
   batch 64 (97.95%, 97.83%, 97.72% after 12 epochs).
 
       python -m launch.sweep --config=configs/mnist_mlp.py --sweep=hp_grid --vmap \
-          --workdir=runs/mnist_mlp_hp_grid
+          --workdir=runs/mnist_mlp_hp_grid --config.num_epochs=4
+
+  Measured with 4 epochs a trial (2-core CPU, 8 processes, 18 min wall while another run shared
+  the cores): best RMSprop lr 1e-3 eps 1e-4 batch 64, 98.11% test; Adam lr 1e-3 eps 1e-8
+  98.10% (batch 64 and 128); best SGD lr 0.1 momentum 0.9 batch 128, 97.87%. RMSprop and Adam
+  at lr 0.1 all failed (10-32%).
   """
   learning_rates, batch_sizes, epsilons = (0.1, 0.01, 0.001), (64, 128), (1e-8, 1e-4)
   sgd = [{"momentum": 0.0, "nesterov": False}, {"momentum": 0.9, "nesterov": False},
