@@ -82,7 +82,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None)
   `device_count` is the number of devices the run will shard over (default: this process's
   view, `jax.device_count()`); a launcher validating for other machines passes theirs.
   """
-  lookup(tasks.TASKS, config.task, "config.task", "task")
+  tasks.validate(config)
   lookup(models.MODELS, config.model.name, "config.model.name", "model")
   data.validate(config.data)
   optim.validate(config.optimizer)

@@ -16,6 +16,7 @@ checkpoints and writes results; it assumes no particular model, optimiser or los
 (two optimisers in its state), a VAE or a DQN plugs in as another entry below.
 """
 
+import types
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -44,12 +45,18 @@ class Task(NamedTuple):
   predict: Callable[[State, Batch], Metrics] | None = None
 
 
-# name -> build(config, data, total_steps) -> Task
-TASKS: dict[str, Callable[[ml_collections.ConfigDict, Splits, int], Task]] = {
-    "classification": lambda *args: Task(*classification.build(*args)),
-    "clock": lambda *args: Task(*clock.build(*args)),
+# name -> the task's module: `build(config, data, total_steps)` returns the Task's functions in
+# order, `validate(config)` raises a one-line ConfigError for a config the task cannot train.
+TASKS: dict[str, types.ModuleType] = {
+    "classification": classification,
+    "clock": clock,
 }
 
 
 def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> Task:
-  return lookup(TASKS, config.task, "config.task", "task")(config, data, total_steps)
+  return Task(*lookup(TASKS, config.task, "config.task", "task").build(config, data, total_steps))
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """The task's own checks (its losses, outputs, ...), before any data is read."""
+  lookup(TASKS, config.task, "config.task", "task").validate(config)

@@ -82,6 +82,10 @@ def logits_loss(loss: str, activation: str) -> LossFn:
   return lambda logits_BK, y_BK: loss_fn(activate(logits_BK), y_BK)
 
 
+def validate(config: ml_collections.ConfigDict) -> None:
+  logits_loss(config.loss, config.output_activation)
+
+
 def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int):
   """Returns (init, train_step, eval_step) for `config.model` trained with `config.loss`."""
   activate = output_activation(config.output_activation)

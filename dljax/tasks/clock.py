@@ -189,8 +189,8 @@ def encoding(clock: ml_collections.ConfigDict) -> Encoding:
 
 # The task. ---------------------------------------------------------------------------------
 
-def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int):
-  """Returns (init, train_step, eval_step, analyze) for `config.model` under `config.clock`."""
+def validate(config: ml_collections.ConfigDict) -> None:
+  """The encoding and its knobs, the model's output width, no loss or flip of its own."""
   code = encoding(config.clock)
   if config.model.num_classes != code.width:
     raise ConfigError(f"config.model.num_classes={config.model.num_classes}: encoding "
@@ -202,6 +202,13 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int):
   if config.data.augment.flip:
     raise ConfigError(f"config.data.augment.flip={config.data.augment.flip!r}: a mirrored clock "
                       "shows another time")
+
+
+def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int):
+  """Returns (init, train_step, eval_step, analyze, predict) for `config.model` under
+  `config.clock`."""
+  validate(config)
+  code = encoding(config.clock)
 
   def true_minutes(batch):
     return time_minutes(batch["hour"], batch["minute"])
