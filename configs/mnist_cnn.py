@@ -2,7 +2,9 @@ r"""keras-team mnist_cnn.py: Conv32 3x3, Conv64 3x3, MaxPool2, Drop .25, Dense12
 
 Adadelta with the original Keras learning rate 1.0 (rho .95; tf.keras's default 1e-3 is why one
 report got only 84.64%), categorical cross-entropy, batch 128, 12 epochs, inputs / 255, validated
-on the test set. The example claims 99.25% test accuracy.
+on the test set. The example claims 99.25% test accuracy. Measured (2-core CPU, 18-22 min of
+training a run while other jobs shared the cores): 99.05%, 99.15%, 99.15% for seeds 0, 1, 2
+(`sweep_seeds`), mean 99.12%.
 
     python -m dljax.main --config=configs/mnist_cnn.py --workdir=/tmp/mnist_cnn
     python -m dljax.main --config=configs/mnist_cnn.py:smoke --workdir=/tmp/mnist_cnn_smoke
