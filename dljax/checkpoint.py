@@ -8,6 +8,7 @@ dropout masks. Two checkpoints are kept: the latest, and the best by the validat
 trained together keep the two latest).
 """
 
+import os
 from typing import Any
 
 import jax
@@ -25,7 +26,7 @@ class Checkpointer:
       keep.append(policies.BestN(
           get_metric_fn=lambda metrics: metrics[best_metric], reverse=best_mode == "min", n=1))
     self._manager = ocp.CheckpointManager(
-        directory,
+        os.path.abspath(directory),  # Orbax's array writer refuses relative paths
         options=ocp.CheckpointManagerOptions(
             preservation_policy=policies.AnyPreservationPolicy(keep),
             # Without best_fn Orbax does not write the metrics BestN ranks by.

@@ -82,6 +82,15 @@ def test_python_api_writes_a_readable_workdir(tmp_path):
     assert results[key] > 0
 
 
+def test_a_relative_workdir_works(tmp_path, monkeypatch):
+  config = smoke_config(num_steps=2)
+  monkeypatch.chdir(tmp_path)
+  with tfds.testing.mock_data(num_examples=600):
+    results = train.run(config, os.path.join("runs", "relative"))
+  assert results["steps"] == 2
+  assert (tmp_path / "runs" / "relative" / "results.json").exists()
+
+
 def test_same_seed_gives_bit_identical_params(tmp_path):
   with tfds.testing.mock_data(num_examples=600):
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
