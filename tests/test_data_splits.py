@@ -98,15 +98,16 @@ def test_channel_stats_are_the_same_in_memory_and_streamed(tiny_mnist_dir):
 def test_per_pixel_standardisation_is_gerons(tiny_mnist_dir):
   """(x - X_train.mean(axis=0)) / (X_train.std(axis=0) + 1e-7) on [0, 1] pixels, then permuted."""
   config = data.data_config("mnist", dir=tiny_mnist_dir, normalize="per_pixel")
-  train = data.load(config, seed=0).train
+  splits = data.load(config, seed=0)
+  train = splits.train
   x = train["image"][:4]
   pixels = train["image"].astype(np.float64) / 255
   expected = (x / 255 - pixels.mean(axis=0)) / (pixels.std(axis=0) + 1e-7)
-  np.testing.assert_allclose(supervised.preprocessor(config, train)(x), expected, rtol=1e-4,
+  np.testing.assert_allclose(supervised.preprocessor(config, splits)(x), expected, rtol=1e-4,
                              atol=1e-3)
   with config.unlocked():
     config.permute_pixels = True
-  permuted = supervised.preprocessor(config, train)(x)
+  permuted = supervised.preprocessor(config, splits)(x)
   np.testing.assert_allclose(permuted, supervised.permute_pixels(expected, 0), rtol=1e-4,
                              atol=1e-3)
 

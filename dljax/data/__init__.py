@@ -89,6 +89,16 @@ class Splits:
   train: Split
   validation: Split | None
   test: Split
+  # `train_stats` results: a task built several times from these splits (trials trained
+  # together build theirs inside each trace) reads the train split once.
+  _train_stats: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                         compare=False)
+
+  def train_stats(self, key: str, per_pixel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """`channel_stats` of the train split, computed on first use."""
+    if (key, per_pixel) not in self._train_stats:
+      self._train_stats[key, per_pixel] = channel_stats(self.train, key, per_pixel=per_pixel)
+    return self._train_stats[key, per_pixel]
 
 
 def _num_examples(source: Source) -> int:

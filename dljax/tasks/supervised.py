@@ -19,7 +19,7 @@ import optax
 from flax import struct
 
 from dljax import models, optim
-from dljax.data import Split, Splits, augment, channel_stats
+from dljax.data import Splits, augment
 
 Batch = dict[str, jax.Array]
 LossFn = Callable[[jax.Array, Batch], jax.Array]  # outputs_BK, batch -> loss_B
@@ -45,7 +45,7 @@ def permute_pixels(images_BHWC: jax.Array, seed: int) -> jax.Array:
 
 
 def preprocessor(config: ml_collections.ConfigDict,
-                 train: Split) -> Callable[[jax.Array], jax.Array]:
+                 data: Splits) -> Callable[[jax.Array], jax.Array]:
   """uint8 images -> the model's float32 inputs, as `config.data` says.
 
   Scaled to [0, 1], or standardised by the train split's statistics per channel or per pixel,
@@ -54,10 +54,10 @@ def preprocessor(config: ml_collections.ConfigDict,
   if config.normalize == "none":
     scale = lambda images: images.astype(jnp.float32) / 255.0
   elif config.normalize == "per_channel":
-    mean_C, std_C = (stat_C / 255.0 for stat_C in channel_stats(train, "image"))
+    mean_C, std_C = (stat_C / 255.0 for stat_C in data.train_stats("image"))
     scale = lambda images: (images.astype(jnp.float32) / 255.0 - mean_C) / std_C
   else:
-    mean_HWC, std_HWC = (stat / 255.0 for stat in channel_stats(train, "image", per_pixel=True))
+    mean_HWC, std_HWC = (stat / 255.0 for stat in data.train_stats("image", per_pixel=True))
     scale = lambda images: (images.astype(jnp.float32) / 255.0 - mean_HWC) / (std_HWC + 1e-7)
   if not config.permute_pixels:
     return scale
@@ -74,7 +74,7 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, 
   """
   model = models.build(config.model)
   tx = optim.make_optimizer(config.optimizer, total_steps)
-  preprocess = preprocessor(config.data, data.train)
+  preprocess = preprocessor(config.data, data)
   augment_args = config.data.augment.to_dict()
 
   def init(rng, batch):
