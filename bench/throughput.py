@@ -32,10 +32,15 @@ if __package__ in (None, ""):  # run as `python bench/throughput.py`: make `benc
 
 from bench.frameworks import common  # noqa: E402
 
-# XLA's own Eigen convolutions instead of YNNPACK: 3-4x faster CPU convolutions on jaxlib 0.10
-# (stack-notes). dljax sets this flag itself when it is imported (dljax/__init__.py), Keras does
-# not; it is an XLA setting, not framework code, so by default both JAX frameworks get it.
-FAST_CONV_XLA_FLAGS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+# Two process settings dljax makes for itself (dljax/__init__.py, which this script does not
+# import: importing it would set the first in every child) that any framework could use, so by
+# default every framework gets them and the comparison is of the frameworks:
+#   FAST_CPU_CONVOLUTIONS: XLA's own Eigen convolutions instead of YNNPACK (3-4x faster CPU
+#     convolutions on jaxlib 0.10), for the JAX frameworks; dljax sets it when imported.
+#   HUGE_PAGE_MALLOC: glibc maps large allocations as transparent huge pages (far fewer page
+#     faults for the per-step temporaries of CPU convolutions); dljax's command lines set it.
+FAST_CPU_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+HUGE_PAGE_MALLOC = "glibc.malloc.hugetlb=1"
 
 FRAMEWORKS = ("dljax", "keras", "torch", "torch_compile")
 RESULT_PREFIX = "BENCH_RESULT "
@@ -56,10 +61,12 @@ def train(framework: str, spec: common.ModelSpec, num_examples: int, epochs: int
                             compile_model=framework == "torch_compile")
 
 
-def _child_env(framework: str, xla_flags: str) -> dict[str, str]:
-  env = dict(os.environ, PYTHONUNBUFFERED="1")
+def _child_env(framework: str, args: argparse.Namespace) -> dict[str, str]:
+  # dljax's own command lines run with the huge-page tunable whatever is asked here.
+  tunables = args.glibc_tunables or (HUGE_PAGE_MALLOC if framework == "dljax" else "")
+  env = dict(os.environ, PYTHONUNBUFFERED="1", GLIBC_TUNABLES=tunables)
   if framework in ("dljax", "keras"):
-    env.update(JAX_PLATFORMS="cpu", KERAS_BACKEND="jax", XLA_FLAGS=xla_flags)
+    env.update(JAX_PLATFORMS="cpu", KERAS_BACKEND="jax", XLA_FLAGS=args.xla_flags)
   return env
 
 
@@ -70,7 +77,7 @@ def run_pair(framework: str, model: str, args: argparse.Namespace) -> dict[str, 
              f"--torch_threads={args.torch_threads}"]
   with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, env=_child_env(framework, args.xla_flags),
+    process = subprocess.Popen(command, cwd=REPO, env=_child_env(framework, args),
                                stdout=stdout, stderr=stderr, text=True)
     killer = threading.Timer(args.timeout, process.kill)
     killer.start()
@@ -159,9 +166,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="train examples per epoch, rounded down to whole batches")
   parser.add_argument("--epochs", type=int, default=3,
                       help="epochs; the first is warm-up, the rest are timed (>= 2)")
-  parser.add_argument("--xla_flags", default=FAST_CONV_XLA_FLAGS,
+  parser.add_argument("--xla_flags", default=FAST_CPU_CONVOLUTIONS,
                       help="XLA_FLAGS for dljax and Keras; '' runs each as shipped (dljax then "
                       "adds its fast-convolution flag itself, Keras keeps XLA's defaults)")
+  parser.add_argument("--glibc_tunables", default=HUGE_PAGE_MALLOC,
+                      help="GLIBC_TUNABLES for every framework; '' runs each as shipped (dljax "
+                      "then has its command lines' huge-page malloc, the others glibc's defaults)")
   parser.add_argument("--torch_threads", type=int, default=0,
                       help="torch.set_num_threads (default 0: os.cpu_count())")
   parser.add_argument("--timeout", type=float, default=1800,
@@ -188,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
       "machine": machine_info(),
       "settings": {"examples_per_epoch": args.examples, "epochs": args.epochs,
                    "timed_epochs": args.epochs - 1, "xla_flags": args.xla_flags,
+                   "glibc_tunables": args.glibc_tunables,
                    "torch_threads": args.torch_threads or os.cpu_count()},
       "models": {},
   }

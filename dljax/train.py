@@ -103,10 +103,11 @@ def run_together(configs: Sequence[ml_collections.ConfigDict],
   shared_batches = len({c.seed for c in configs}) == 1
   batch_axis = None if shared_batches else 0
 
-  def train_batch(step: int) -> Batch:
+  def train_feed(step: int):
+    """What the host sends the train step for its batch (`pipeline`: indices or the batch)."""
     if shared_batches:
-      return train_data.train_batch(data_keys[0], step, batch_size)
-    return stack.stack([train_data.train_batch(key, step, batch_size) for key in data_keys],
+      return train_data.train_feed(data_keys[0], step, batch_size)
+    return stack.stack([train_data.train_feed(key, step, batch_size) for key in data_keys],
                        sharding.data_sharded(mesh, axis=1))
 
   # 2. The task, built inside the trace from each trial's values, compiled for the mesh. --------
@@ -120,7 +121,9 @@ def run_together(configs: Sequence[ml_collections.ConfigDict],
     return stack.vmap(lambda values, params_key, batch: task_with(values).init(params_key, batch),
                       in_axes=(0, 0, batch_axis))(values_K, params_key_K, batch)
 
-  def train_step(state, batch, step):
+  def train_step(state, data_arrays, feed, step):
+    # The batch is made inside the step (for data on the devices, gathered): one dispatch a step.
+    batch = train_data.batch_from(data_arrays, feed)
     # A trial that stopped early trains on with the others (no masking: it would cost every
     # step); its results come from its checkpoints, the last of which it saved when it stopped.
     return stack.vmap(lambda values, train_key, state, batch: task_with(values).train_step(
@@ -133,7 +136,8 @@ def run_together(configs: Sequence[ml_collections.ConfigDict],
     return {name: jnp.sum(jnp.where(mask_B, value_B, 0.0), axis=-1)
             for name, value_B in metrics.items()}
 
-  example_batch = train_batch(0)
+  example_feed = train_feed(0)
+  example_batch = jax.jit(train_data.batch_from)(train_data.arrays, example_feed)
   example_eval_batch = next(next(iter(eval_data.values())).eval_batches(eval_batch_size))
   compile_start = time.perf_counter()
   try:
@@ -141,7 +145,7 @@ def run_together(configs: Sequence[ml_collections.ConfigDict],
     abstract_state = checkpoint.abstract_like(
         jax.eval_shape(init, params_key_K, example_batch), replicated)
     train_step = jax.jit(train_step, donate_argnums=0, out_shardings=replicated).lower(
-        abstract_state, example_batch, np.int32(0)).compile()
+        abstract_state, train_data.arrays, example_feed, np.int32(0)).compile()
     eval_sums = jax.jit(eval_sums, out_shardings=replicated).lower(
         abstract_state, *example_eval_batch).compile()
   except jax.errors.ConcretizationTypeError as error:
@@ -191,7 +195,7 @@ def run_together(configs: Sequence[ml_collections.ConfigDict],
   first_step = step
   segment_start = time.perf_counter()  # train time excludes evaluation and checkpointing
   while step < total_steps and any(r.active for r in runs):
-    state, metrics = train_step(state, train_batch(step), np.int32(step))
+    state, metrics = train_step(state, train_data.arrays, train_feed(step), np.int32(step))
     step += 1
     window.append(metrics)
     is_eval = step % eval_every == 0 or step == total_steps

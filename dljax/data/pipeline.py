@@ -11,6 +11,10 @@ would have seen, and either pipeline can stand in for the other.
   * `Streaming`: each process reads, from the split's source, only the rows of each batch that
     its own devices hold, and grain reads the next batches ahead in threads (and in worker
     processes, `data.workers`). For data that does not fit on the devices.
+
+The trainer's compiled step takes the pipeline's `arrays` and each step's `train_feed` and makes
+the batch inside itself with `batch_from`: the on-device gather is then part of the step, one
+dispatch a step instead of two (the MNIST MLP's 3 ms steps ran 8% faster so on 2 CPU cores).
 """
 
 import functools
@@ -89,31 +93,42 @@ class OnDevice:
 
   def __init__(self, arrays: data.Arrays, mesh: Mesh):
     self.num_examples = len(next(iter(arrays.values())))
-    self._sharded = sharding.data_sharded(mesh)
-    self._data = sharding.put_replicated(arrays, mesh)
+    self.arrays = sharding.put_replicated(arrays, mesh)  # an argument of every train step
+    self._mesh = mesh
     self._train = {}  # (id(data key), batch size) -> (data key, TrainIndex)
-    self._gather = jax.jit(lambda arrays, index_B: jax.tree.map(lambda x: x[index_B], arrays),
-                           out_shardings=self._sharded)
+    self._take = jax.jit(self.batch_from)
 
-  def train_batch(self, data_key: jax.Array, step: int, batch_size: int) -> Batch:
-    """The `step`-th batch of shuffled epochs; a trailing partial batch of each epoch is dropped."""
+  def train_feed(self, data_key: jax.Array, step: int, batch_size: int) -> np.ndarray:
+    """What train batch `step` (of shuffled epochs, a trailing partial batch of each dropped)
+    needs from the host: its examples' indices."""
     cached = self._train.get((id(data_key), batch_size))
     if cached is None:  # the key is held in the cache too, so its id stays its own
       cached = self._train[id(data_key), batch_size] = (
           data_key, TrainIndex(data_key, self.num_examples, batch_size))
-    return self._take(cached[1](step))
+    return cached[1](step)
+
+  def batch_from(self, arrays: data.Arrays, index: jax.Array) -> Batch:
+    """Inside jit: the examples `index` of `arrays`, sharded over the batch axis (index's last).
+
+    `index` is one batch's (index_B) or, stacked, several trials' (index_KB).
+    """
+    batch_sharded = sharding.data_sharded(self._mesh, axis=index.ndim - 1)
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x[index], batch_sharded),
+                        arrays)
+
+  def train_batch(self, data_key: jax.Array, step: int, batch_size: int) -> Batch:
+    """The `step`-th batch of shuffled epochs, on its own (the trainer gathers it in its step)."""
+    return self._take(self.arrays, self.train_feed(data_key, step, batch_size))
 
   def eval_batches(self, batch_size: int) -> Iterator[tuple[Batch, jax.Array]]:
     """The split in order, in batches of `batch_size`; the last is padded and its mask marks it."""
+    sharded = sharding.data_sharded(self._mesh)
     for batch_index in range(_num_eval_batches(self.num_examples, batch_size)):
       index_B, mask_B = eval_index(batch_index, batch_size, self.num_examples)
-      # The mask is the same whole array on every process.
-      yield self._take(index_B), jax.make_array_from_process_local_data(
-          self._sharded, mask_B, mask_B.shape)
-
-  def _take(self, index_B: np.ndarray) -> Batch:
-    # jit copies the host index to every device itself: ~50 us a batch, a put ~250 us.
-    return self._gather(self._data, index_B)
+      # jit copies the host index to every device itself: ~50 us a batch, a put ~250 us. The
+      # mask is the same whole array on every process.
+      yield self._take(self.arrays, index_B), jax.make_array_from_process_local_data(
+          sharded, mask_B, mask_B.shape)
 
 
 def _read_train_rows(split: data.Subset, train_index: TrainIndex, row_b: np.ndarray,
@@ -146,9 +161,10 @@ class Streaming:
     self._workers = workers
     self._train = {}  # (id(data key), batch size) -> (data key, _ReadAhead)
     self._eval = (None, None)  # (batch size, _ReadAhead)
+    self.arrays = {}  # nothing of the split is on the devices: each feed is a whole batch
 
-  def train_batch(self, data_key: jax.Array, step: int, batch_size: int) -> Batch:
-    """The `step`-th batch of shuffled epochs; a trailing partial batch of each epoch is dropped."""
+  def train_feed(self, data_key: jax.Array, step: int, batch_size: int) -> Batch:
+    """Train batch `step` (of shuffled epochs, a trailing partial batch of each dropped)."""
     cached = self._train.get((id(data_key), batch_size))
     if cached is None:  # the key is held in the cache too, so its id stays its own
       train_index = TrainIndex(data_key, self.num_examples, batch_size)
@@ -156,6 +172,14 @@ class Streaming:
           functools.partial(_read_train_rows, self._split, train_index,
                             _process_rows(self._sharded, batch_size)), self._workers))
     return self._global(cached[1][step], batch_size)
+
+  @staticmethod
+  def batch_from(arrays: data.Arrays, batch: Batch) -> Batch:
+    """Inside jit: the batch a feed is (OnDevice's counterpart gathers it)."""
+    del arrays
+    return batch
+
+  train_batch = train_feed
 
   def eval_batches(self, batch_size: int) -> Iterator[tuple[Batch, jax.Array]]:
     """The split in order, in batches of `batch_size`; the last is padded and its mask marks it."""
