@@ -391,6 +391,9 @@ def _run_info(config: ml_collections.ConfigDict, trials_together: int) -> dict[s
       "device_kind": devices[0].device_kind,
       "device_count": len(devices),
       "process_count": jax.process_count(),
+      # Process settings that change speed, not results (dljax/__init__.py sets both).
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
   }
 
 

@@ -58,6 +58,7 @@ def run_main(*args: str, devices: int = 1, timeout: float = 240,
 
 def cpu_env(devices: int) -> dict[str, str]:
   env = dict(os.environ)
+  env.pop("GLIBC_TUNABLES", None)  # as in a user's shell: dljax's command lines set their own
   env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   env["JAX_PLATFORMS"] = "cpu"
   return env

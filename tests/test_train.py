@@ -109,6 +109,12 @@ def test_main_trains_and_learns(tiny_mnist_dir, tmp_path):
   assert results["test"]["accuracy"] > 0.5  # the tiny digits are easy; chance is 0.1
   for name in ("config.json", "metrics.jsonl", "curves.png", "tensorboard", "checkpoints"):
     assert (tmp_path / name).exists()
+  with open(tmp_path / "config.json") as f:
+    info = json.load(f)
+  # The command line restarted itself with huge-page malloc; the conv flag joined the test's.
+  assert "glibc.malloc.hugetlb=1" in info["glibc_tunables"]
+  assert "xla_force_host_platform_device_count=1" in info["xla_flags"]
+  assert "ynn_fusion_type=-individual_convolution" in info["xla_flags"]
 
 
 # Sharded and single-device gradients differ by float reduction order (~1e-8). RMSprop and Adam
