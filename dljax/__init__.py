@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 # CNNs 3-4x slower than XLA's own Eigen convolutions (stack-notes; conv fwd+bwd 361 -> 96 ms on
 # mnist_cnn's second layer, 2 cores). The flag must be set before jax is imported, and only for
 # the jaxlib line it was verified on: XLA aborts on flags it does not know.
-FAST_CPU_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+_FAST_CPU_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 
 
 def _prefer_fast_cpu_convolutions() -> None:
@@ -22,7 +22,7 @@ def _prefer_fast_cpu_convolutions() -> None:
   except importlib.metadata.PackageNotFoundError:
     return
   if jaxlib_version.startswith("0.10."):
-    os.environ["XLA_FLAGS"] = f"{flags} {FAST_CPU_CONVOLUTIONS}".strip()
+    os.environ["XLA_FLAGS"] = f"{flags} {_FAST_CPU_CONVOLUTIONS}".strip()
 
 
 _prefer_fast_cpu_convolutions()
@@ -36,7 +36,7 @@ _prefer_fast_cpu_convolutions()
 # did as well for the CNN but slowed the MLP 7%: its threads then contend for one arena.)
 # glibc reads tunables only when a process starts, so dljax's command lines restart themselves
 # with it before importing jax; elsewhere, export GLIBC_TUNABLES=glibc.malloc.hugetlb=1.
-HUGE_PAGE_MALLOC = "glibc.malloc.hugetlb=1"  # a GLIBC_TUNABLES entry
+_HUGE_PAGE_MALLOC = "glibc.malloc.hugetlb=1"  # a GLIBC_TUNABLES entry
 _COMMAND_LINES = ("dljax.main", "launch.sweep")  # python -m MODULE
 
 
@@ -44,9 +44,11 @@ def _restart_command_line_with_huge_page_malloc() -> None:
   tunables = os.environ.get("GLIBC_TUNABLES", "")
   if ("jax" in sys.modules or "glibc.malloc.hugetlb" in tunables
       or not sys.platform.startswith("linux") or not sys.executable
-      or sys.orig_argv[1:3] not in (["-m", module] for module in _COMMAND_LINES)):
+      or sys.orig_argv[1:3] not in (["-m", module] for module in _COMMAND_LINES)
+      # A setuid process's glibc drops GLIBC_TUNABLES: it would restart forever.
+      or os.getuid() != os.geteuid() or os.getgid() != os.getegid()):
     return
-  os.environ["GLIBC_TUNABLES"] = f"{tunables}:{HUGE_PAGE_MALLOC}" if tunables else HUGE_PAGE_MALLOC
+  os.environ["GLIBC_TUNABLES"] = ":".join(filter(None, (tunables, _HUGE_PAGE_MALLOC)))
   os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 

@@ -14,7 +14,7 @@ would have seen, and either pipeline can stand in for the other.
 
 The trainer's compiled step takes the pipeline's `arrays` and each step's `train_feed` and makes
 the batch inside itself with `batch_from`: the on-device gather is then part of the step, one
-dispatch a step instead of two (the MNIST MLP's 3 ms steps ran 8% faster so on 2 CPU cores).
+dispatch a step instead of two (mnist_mlp's 3 ms steps: 37.8k -> 40.0k examples/s, 2 CPU cores).
 """
 
 import functools
