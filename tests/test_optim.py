@@ -109,6 +109,40 @@ def keras_adadelta(w, lr, rho, eps):
   return w
 
 
+def keras_nadam(w, lr, b1, b2, eps, schedule_decay):
+  """tf.keras 2's OptimizerV2 Nadam (`_resource_apply_dense`), as written there."""
+  m, v, m_schedule = np.zeros_like(w), np.zeros_like(w), 1.0
+  for t, g in enumerate(GRADS, start=1):
+    momentum_cache_t = b1 * (1 - 0.5 * 0.96 ** (schedule_decay * t))
+    momentum_cache_t_1 = b1 * (1 - 0.5 * 0.96 ** (schedule_decay * (t + 1)))
+    m_schedule_new = m_schedule * momentum_cache_t
+    m_schedule_next = m_schedule_new * momentum_cache_t_1
+    m_schedule = m_schedule_new
+    g_prime = g / (1 - m_schedule_new)
+    m = b1 * m + (1 - b1) * g
+    m_t_prime = m / (1 - m_schedule_next)
+    v = b2 * v + (1 - b2) * g**2
+    v_t_prime = v / (1 - b2**t)
+    m_t_bar = (1 - momentum_cache_t) * g_prime + momentum_cache_t_1 * m_t_prime
+    w = w - lr * m_t_bar / (np.sqrt(v_t_prime) + eps)
+  return w
+
+
+@pytest.mark.parametrize('schedule_decay', [0.004, 1.0])  # Keras 2, Keras 3
+def test_nadam_matches_keras_momentum_warm_up(schedule_decay):
+  config = optim.optimizer_config('nadam', learning_rate=0.01, eps=0.1,
+                                  schedule_decay=schedule_decay)
+  expected = keras_nadam(W0, 0.01, 0.9, 0.999, 0.1, schedule_decay)
+  np.testing.assert_allclose(run_flat(config), expected, rtol=1e-6)
+  # optax.nadam's constant momentum is visibly different over the first steps.
+  plain, w = optax.nadam(0.01, eps=0.1), jnp.asarray(W0)
+  state = plain.init(w)
+  for g in GRADS:
+    updates, state = plain.update(jnp.asarray(g), state)
+    w = w + updates
+  assert not np.allclose(w, expected, rtol=1e-3)
+
+
 @pytest.mark.parametrize('nesterov', [False, True])
 def test_sgd_momentum_matches_keras_even_with_a_decaying_lr(nesterov):
   config = optim.optimizer_config('sgd', learning_rate=0.1, momentum=0.9, nesterov=nesterov,
