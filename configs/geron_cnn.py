@@ -2,12 +2,13 @@ r"""Géron ch. 14 Fashion-MNIST CNN: Conv64 7x7, MP, 2 x Conv128, MP, 2 x Conv25
 
 Conv64 7x7 -> MaxPool2 -> Conv128 -> Conv128 -> MaxPool2 -> Conv256 -> Conv256 -> MaxPool2
 -> Flatten -> Dense128 relu -> Drop .5 -> Dense64 relu -> Drop .5 -> Dense10 (convs 3x3 'same',
-relu). Nadam (lr 1e-3; its momentum warm-up differs from Keras', see dljax/optim.py), sparse
+relu). Nadam (lr 1e-3, Keras 2's slow momentum warm-up, as in the book's TF 2.0), sparse
 categorical cross-entropy, batch 32 (Keras' default), 10 epochs, validation = the last 5,000
 train examples (of TFDS's train order, not Keras's file order). Inputs are standardised pixel by
 pixel as in the book, `(X - X_train.mean(axis=0)) / (X_train.std(axis=0) + 1e-7)` over the
 remaining train images.
-The book (handson-ml2, ch. 14) reports "over 92% accuracy on the test set".
+The book (handson-ml2, ch. 14) reports "over 92% accuracy on the test set". Measured (2-core
+CPU, 23 min of training): 90.03% test, 91.30% validation; not the book's number.
 
     python -m dljax.main --config=configs/geron_cnn.py --workdir=/tmp/geron_cnn
     python -m dljax.main --config=configs/geron_cnn.py:smoke --workdir=/tmp/geron_cnn_smoke
