@@ -67,7 +67,7 @@ def _keras_adam(learning_rate: optax.ScalarOrSchedule, b1: float, b2: float,
                      optax.scale_by_learning_rate(learning_rate))
 
 
-class KerasNadamState(NamedTuple):
+class _KerasNadamState(NamedTuple):
   count: jax.Array  # updates so far; Keras' step t is count + 1
   mu_product: jax.Array  # mu_1 * ... * mu_count
   m: optax.Updates
@@ -86,7 +86,7 @@ def _scale_by_keras_nadam(b1: float, b2: float, eps: float,
 
   def init(params):
     zeros = lambda: jax.tree.map(jnp.zeros_like, params)
-    return KerasNadamState(jnp.zeros([], jnp.int32), jnp.ones([], jnp.float32), zeros(), zeros())
+    return _KerasNadamState(jnp.zeros([], jnp.int32), jnp.ones([], jnp.float32), zeros(), zeros())
 
   def update(grads, state, params=None):
     del params
@@ -101,7 +101,7 @@ def _scale_by_keras_nadam(b1: float, b2: float, eps: float,
         lambda g, m, v: (mu_next * m / (1.0 - mu_product * mu_next)
                          + (1.0 - mu_t) * g / (1.0 - mu_product))
         / (jnp.sqrt(v / v_correction) + eps), grads, m, v)
-    return updates, KerasNadamState(state.count + 1, mu_product, m, v)
+    return updates, _KerasNadamState(state.count + 1, mu_product, m, v)
 
   return optax.GradientTransformation(init, update)
 
