@@ -43,12 +43,13 @@ FAST_CPU_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_conv
 HUGE_PAGE_MALLOC = "glibc.malloc.hugetlb=1"
 
 FRAMEWORKS = ("dljax", "keras", "torch", "torch_compile")
+JAX_PLATFORMS = {"cpu": "cpu", "gpu": "cuda"}  # --device -> JAX_PLATFORMS (torch: cpu / cuda)
 RESULT_PREFIX = "BENCH_RESULT "
 PACKAGES = ("dljax", "jax", "jaxlib", "flax", "optax", "keras", "torch", "numpy")
 
 
 def train(framework: str, spec: common.ModelSpec, num_examples: int, epochs: int,
-          torch_threads: int) -> dict[str, Any]:
+          torch_threads: int, device: str) -> dict[str, Any]:
   """Trains one pair in this process (the subprocess side) and returns its measurement."""
   if framework == "dljax":
     from bench.frameworks import dljax_trainer
@@ -58,7 +59,7 @@ def train(framework: str, spec: common.ModelSpec, num_examples: int, epochs: int
     return keras_models.train(spec, num_examples, epochs)
   from bench.frameworks import torch_models
   return torch_models.train(spec, num_examples, epochs, threads=torch_threads,
-                            compile_model=framework == "torch_compile")
+                            compile_model=framework == "torch_compile", device=device)
 
 
 def _child_env(framework: str, args: argparse.Namespace) -> dict[str, str]:
@@ -66,7 +67,8 @@ def _child_env(framework: str, args: argparse.Namespace) -> dict[str, str]:
   tunables = args.glibc_tunables or (HUGE_PAGE_MALLOC if framework == "dljax" else "")
   env = dict(os.environ, PYTHONUNBUFFERED="1", GLIBC_TUNABLES=tunables)
   if framework in ("dljax", "keras"):
-    env.update(JAX_PLATFORMS="cpu", KERAS_BACKEND="jax", XLA_FLAGS=args.xla_flags)
+    env.update(JAX_PLATFORMS=JAX_PLATFORMS[args.device], KERAS_BACKEND="jax",
+               XLA_FLAGS=args.xla_flags)
   return env
 
 
@@ -74,7 +76,7 @@ def run_pair(framework: str, model: str, args: argparse.Namespace) -> dict[str, 
   """Runs one pair in a subprocess; its result plus peak RSS and wall time, or its error."""
   command = [sys.executable, "-m", "bench.throughput", f"--framework={framework}",
              f"--model={model}", f"--examples={args.examples}", f"--epochs={args.epochs}",
-             f"--torch_threads={args.torch_threads}"]
+             f"--torch_threads={args.torch_threads}", f"--device={args.device}"]
   with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, env=_child_env(framework, args),
@@ -99,8 +101,19 @@ def run_pair(framework: str, model: str, args: argparse.Namespace) -> dict[str, 
   return result
 
 
+def gpu_model() -> str | None:
+  """The first NVIDIA GPU's name, memory and driver, as nvidia-smi reports them; None if none."""
+  try:
+    lines = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                            "--format=csv,noheader"], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  return lines[0].strip() if lines else None
+
+
 def machine_info() -> dict[str, Any]:
-  """CPU model, cores, OS, Python and package versions, and the load while the run started."""
+  """CPU model, cores, GPU, OS, Python and package versions, and the load at the start."""
   cpu_model = platform.processor() or "unknown"
   try:
     with open("/proc/cpuinfo") as f:
@@ -118,6 +131,7 @@ def machine_info() -> dict[str, Any]:
       "cpu_model": cpu_model,
       "cpu_count": os.cpu_count(),
       "cpus_usable": len(os.sched_getaffinity(0)),
+      "gpu": gpu_model(),
       "platform": platform.platform(),
       "python": platform.python_version(),
       "versions": versions,
@@ -166,8 +180,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="train examples per epoch, rounded down to whole batches")
   parser.add_argument("--epochs", type=int, default=3,
                       help="epochs; the first is warm-up, the rest are timed (>= 2)")
-  parser.add_argument("--xla_flags", default=FAST_CPU_CONVOLUTIONS,
-                      help="XLA_FLAGS for dljax and Keras; '' runs each as shipped (dljax then "
+  parser.add_argument("--device", choices=tuple(JAX_PLATFORMS), default="cpu",
+                      help="where every framework trains (gpu: the first CUDA device)")
+  parser.add_argument("--xla_flags",
+                      help="XLA_FLAGS for dljax and Keras (default: the fast-convolution flag on "
+                      "a CPU with jaxlib 0.10, else none); '' runs each as shipped (dljax then "
                       "adds its fast-convolution flag itself, Keras keeps XLA's defaults)")
   parser.add_argument("--glibc_tunables", default=HUGE_PAGE_MALLOC,
                       help="GLIBC_TUNABLES for every framework; '' runs each as shipped (dljax "
@@ -182,6 +199,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   args = parser.parse_args(argv)
   if args.epochs < 2:
     parser.error("--epochs must be >= 2: the first epoch is warm-up")
+  if args.xla_flags is None:  # XLA aborts on a flag its version does not know
+    try:
+      jaxlib = metadata.version("jaxlib")
+    except metadata.PackageNotFoundError:
+      jaxlib = ""
+    cpu_flag = args.device == "cpu" and jaxlib.startswith("0.10.")
+    args.xla_flags = FAST_CPU_CONVOLUTIONS if cpu_flag else ""
   return args
 
 
@@ -190,14 +214,15 @@ def main(argv: list[str] | None = None) -> None:
   if args.framework:  # one pair, in the subprocess run_pair started
     spec = common.MODELS[args.model]
     result = train(args.framework, spec, args.examples // spec.batch_size * spec.batch_size,
-                   args.epochs, args.torch_threads)
+                   args.epochs, args.torch_threads, args.device)
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     return
 
   report: dict[str, Any] = {
       "machine": machine_info(),
       "settings": {"examples_per_epoch": args.examples, "epochs": args.epochs,
-                   "timed_epochs": args.epochs - 1, "xla_flags": args.xla_flags,
+                   "timed_epochs": args.epochs - 1, "device": args.device,
+                   "xla_flags": args.xla_flags,
                    "glibc_tunables": args.glibc_tunables,
                    "torch_threads": args.torch_threads or os.cpu_count()},
       "models": {},

@@ -111,10 +111,12 @@ def test_main_trains_and_learns(tiny_mnist_dir, tmp_path):
     assert (tmp_path / name).exists()
   with open(tmp_path / "config.json") as f:
     info = json.load(f)
-  # The command line restarted itself with huge-page malloc; the conv flag joined the test's.
+  # The command line restarted itself with huge-page malloc; the conv flag joined the test's
+  # (only on jaxlib 0.10, where it was verified: XLA aborts on flags it does not know).
   assert "glibc.malloc.hugetlb=1" in info["glibc_tunables"]
   assert "xla_force_host_platform_device_count=1" in info["xla_flags"]
-  assert "ynn_fusion_type=-individual_convolution" in info["xla_flags"]
+  conv_flag_expected = jax.lib.__version__.startswith("0.10.")
+  assert ("ynn_fusion_type=-individual_convolution" in info["xla_flags"]) == conv_flag_expected
 
 
 # Sharded and single-device gradients differ by float reduction order (~1e-8). RMSprop and Adam

@@ -14,10 +14,13 @@ as dljax does. Set up for CPU speed:
 - Keras' optimiser arguments (RMSprop rho 0.9, eps 1e-7, ...), not PyTorch's defaults;
 - optionally `torch.compile(model)` (Inductor, C++ codegen with the system gcc).
 
-What is timed: steady-state examples/s over epochs 2.. (PyTorch on CPU runs synchronously, so
-the wall time of the loop is the training time); `compile_seconds` is the first step's wall
-time, which for `torch.compile` holds the Dynamo trace and Inductor compilation of the forward
-and backward passes.
+On a GPU (`device='gpu'`) the data, model and optimiser live on the first CUDA device and the
+same loop runs there.
+
+What is timed: steady-state examples/s over epochs 2.. (the `.item()` reads at an epoch's end
+wait for its last step, on a GPU too); `compile_seconds` is the first step's wall time (on a GPU
+up to its completion), which for `torch.compile` holds the Dynamo trace and Inductor
+compilation of the forward and backward passes.
 """
 
 import os
@@ -58,8 +61,9 @@ _OPTIMIZERS = {
 }
 
 
-def build(spec: common.ModelSpec):
-  """The spec's model with Keras' initialisation, and its optimiser: (model, optimizer)."""
+def build(spec: common.ModelSpec, device: str = "cpu"):
+  """The spec's model with Keras' initialisation on `device` (a torch device name), and its
+  optimiser: (model, optimizer)."""
   import torch
   from torch import nn
 
@@ -69,15 +73,16 @@ def build(spec: common.ModelSpec):
     if isinstance(module, nn.Conv2d | nn.Linear):
       nn.init.xavier_uniform_(module.weight)
       nn.init.zeros_(module.bias)
+  model = model.to(device)
   optimizer = _OPTIMIZERS[spec.optimizer.name](torch, model.parameters(), spec.optimizer.args)
   return model, optimizer
 
 
 def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model: bool = False,
-          threads: int = 0, flush_denormal: bool = True) -> dict[str, Any]:
+          threads: int = 0, flush_denormal: bool = True, device: str = "cpu") -> dict[str, Any]:
   """Trains `spec` for `epochs` epochs of `num_examples` random examples, eager or compiled.
 
-  `threads` = 0 means `os.cpu_count()`.
+  `threads` = 0 means `os.cpu_count()`; `device` is 'cpu' or 'gpu' (the first CUDA device).
   """
   import torch
   import torch.nn.functional as F
@@ -86,9 +91,10 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model:
   flushing = flush_denormal and torch.set_flush_denormal(True)  # False where unsupported
   torch.manual_seed(0)
   images, labels = common.random_data(spec, num_examples)
-  x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0).contiguous()
-  y = torch.from_numpy(labels)
-  model, optimizer = build(spec)
+  device = {"cpu": "cpu", "gpu": "cuda"}[device]
+  x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0).contiguous().to(device)
+  y = torch.from_numpy(labels).to(device)
+  model, optimizer = build(spec, device)
   parameters = sum(p.numel() for p in model.parameters())
   step_model = torch.compile(model) if compile_model else model
   model.train()
@@ -99,9 +105,9 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model:
   compile_seconds = None
   for _ in range(epochs):
     timer.start()
-    order = torch.randperm(num_examples)
-    loss_sum = torch.zeros(())
-    correct = torch.zeros((), dtype=torch.int64)
+    order = torch.randperm(num_examples, device=device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     for step in range(steps_per_epoch):
       index = order[step * batch:(step + 1) * batch]
       inputs, targets = x[index], y[index]
@@ -113,6 +119,8 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model:
       loss_sum += loss.detach()
       correct += (logits.detach().argmax(1) == targets).sum()
       if compile_seconds is None:
+        if device == "cuda":
+          torch.cuda.synchronize()
         compile_seconds = time.perf_counter() - timer.start_time
     epoch_loss = loss_sum.item() / steps_per_epoch  # what a user prints after each epoch
     epoch_accuracy = correct.item() / (steps_per_epoch * batch)
@@ -127,6 +135,7 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model:
       final_accuracy=epoch_accuracy,
       versions={"torch": torch.__version__},
       threads=torch.get_num_threads(),
+      devices=torch.cuda.get_device_name() if device == "cuda" else "cpu",
       flush_denormal=flushing,
       compiled=compile_model,
   )
