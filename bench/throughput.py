@@ -43,7 +43,7 @@ FAST_CPU_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_conv
 HUGE_PAGE_MALLOC = "glibc.malloc.hugetlb=1"
 
 FRAMEWORKS = ("dljax", "keras", "torch", "torch_compile")
-JAX_PLATFORMS = {"cpu": "cpu", "gpu": "cuda"}  # --device -> JAX_PLATFORMS (torch: cpu / cuda)
+JAX_PLATFORMS = {"cpu": "cpu", "gpu": "cuda,cpu"}  # --device -> JAX_PLATFORMS (torch: cpu, cuda)
 RESULT_PREFIX = "BENCH_RESULT "
 PACKAGES = ("dljax", "jax", "jaxlib", "flax", "optax", "keras", "torch", "numpy")
 

@@ -7,8 +7,10 @@ r"""Runs a sweep: each trial of a config file's `sweep_NAME()` trains in its own
 Trial `T` trains in `WORKDIR/T/` as `python -m dljax.main --config=... --config.KEY=VALUE ...`
 (its output goes to `WORKDIR/T/train.log`); `--config.KEY=VALUE` flags given here apply to every
 trial. Locally the trials run one after another, or N at a time with `--parallel=N`, each
-process then seeing one device (CUDA_VISIBLE_DEVICES). `--executor=slurm` submits them as one
-SLURM job array through submitit (`pip install -e '.[slurm]'`), at most `--parallel` at a time.
+process then seeing one device (CUDA_VISIBLE_DEVICES), or with `--per_device=K` K processes
+sharing each device (small models leave a GPU mostly idle), each given 1/K of its memory.
+`--executor=slurm` submits them as one SLURM job array through submitit
+(`pip install -e '.[slurm]'`), at most `--parallel` at a time.
 
 With `--vmap`, trials that differ only in values (`dljax.trials.VALUE_KEYS`: seeds, learning
 rates, dropout rates, regulariser strengths, ...) train together in one process and one jit, their
@@ -150,19 +152,23 @@ def jobs(runs: list[dict[str, Any]], configs: Mapping[str, ml_collections.Config
           for group in (members[i:i + size] for i in range(0, len(members), size))]
 
 
-def run_job(command: list[str], workdirs: list[str],
-            device: str | None = None) -> list[dict | None]:
+def run_job(command: list[str], workdirs: list[str], device: str | None = None,
+            memory_fraction: float | None = None) -> list[dict | None]:
   """Runs a job's command, its output appended to its first workdir's train.log; returns the
   results of each workdir.
 
   This is what each SLURM array job runs, and what the local runner runs for each job.
-  `device` restricts the process to one GPU (CUDA_VISIBLE_DEVICES). A trial's results are
+  `device` restricts the process to one GPU (CUDA_VISIBLE_DEVICES); `memory_fraction` caps the
+  share of its memory JAX takes (XLA_PYTHON_CLIENT_MEM_FRACTION; by default 75%, so two
+  processes on one GPU would not fit), unless that variable is already set. A trial's results are
   results.json's contents, or None if it stopped on SIGTERM after a checkpoint (run it again to
   resume). Raises TrialError if the process failed.
   """
   os.makedirs(workdirs[0], exist_ok=True)
   log_path = os.path.join(workdirs[0], LOG_FILE)
   env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": device} if device is not None else {}))
+  if memory_fraction is not None:
+    env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{memory_fraction:.3f}")
   with open(log_path, "a") as log:
     code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
   if code != 0:
@@ -212,36 +218,46 @@ def write_json(path: str, value: Any) -> None:
   os.replace(path + ".tmp", path)
 
 
-def run_local(runs: list[dict[str, Any]], parallel: int) -> list[str]:
+def say(line: str) -> None:
+  """Prints a line in one write: `print` from several threads can interleave text and newline."""
+  sys.stdout.write(line + "\n")
+  sys.stdout.flush()
+
+
+def run_local(runs: list[dict[str, Any]], parallel: int, per_device: int = 1) -> list[str]:
   """Runs the jobs, `parallel` processes at a time; returns the names of the trials that failed.
 
-  With `parallel` > 1 each process sees one device: the i-th of CUDA_VISIBLE_DEVICES (or i).
+  With `parallel` > 1 each process sees one device, `per_device` processes sharing each: the
+  first ceil(parallel / per_device) of CUDA_VISIBLE_DEVICES (or 0, 1, ...), each process taking
+  at most 0.9 / per_device of its device's memory.
   """
+  needed = -(-parallel // per_device)
   visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-  devices = visible.split(",") if visible else [str(i) for i in range(parallel)]
-  if parallel > len(devices):
-    raise ConfigError(f"--parallel={parallel}: CUDA_VISIBLE_DEVICES={visible} has "
-                      f"{len(devices)} devices")
+  devices = visible.split(",") if visible else [str(i) for i in range(needed)]
+  if needed > len(devices):
+    raise ConfigError(f"--parallel={parallel} --per_device={per_device}: needs {needed} devices; "
+                      f"CUDA_VISIBLE_DEVICES={visible} has {len(devices)}")
+  memory_fraction = 0.9 / per_device if per_device > 1 else None
   free = queue.SimpleQueue()
-  for device in devices[:parallel]:
-    free.put(device if parallel > 1 else None)
+  for slot in range(parallel):
+    free.put(devices[slot // per_device] if parallel > 1 else None)
 
   def run(index: int, job: dict[str, Any]) -> list[str]:
     device = free.get()
     names = job["names"]
     label = f"[{index + 1}/{len(runs)}] {names[0]}" + (
         f" (+{len(names) - 1} trained together)" if len(names) > 1 else "")
-    print(f"{label}: started" + (f" on device {device}" if device else ""), flush=True)
+    say(f"{label}: started" + (f" on device {device}" if device else ""))
     start = time.perf_counter()
     try:
-      results = run_job(job["command"], job["workdirs"], device)
+      results = run_job(job["command"], job["workdirs"], device, memory_fraction)
     except TrialError as error:
-      print(f"{label}: failed: {error}", flush=True)
+      say(f"{label}: failed: {error}")
       return names
     finally:
       free.put(device)
     outcome = "done" if all(results) else "stopped by SIGTERM; run again to resume"
-    print(f"{label}: {outcome} in {time.perf_counter() - start:.0f} s", flush=True)
+    say(f"{label}: {outcome} in {time.perf_counter() - start:.0f} s")
     return []
 
   with futures.ThreadPoolExecutor(parallel) as pool:
@@ -280,6 +296,9 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str], argpars
   parser.add_argument("--executor", choices=("local", "slurm"), default="local")
   parser.add_argument("--parallel", type=int, help="trials at once (local default: 1; slurm: "
                       "array parallelism, default: no limit)")
+  parser.add_argument("--per_device", type=int, default=1, metavar="K",
+                      help="local: trials sharing each device, each with 0.9/K of its memory "
+                      "(default 1)")
   parser.add_argument("--vmap", type=int, nargs="?", const=0, metavar="N",
                       help="train trials that differ only in values together, vmapped in one "
                       "process, at most N at once (default: no limit)")
@@ -303,6 +322,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str], argpars
     common[key] = text
   if args.parallel is not None and args.parallel < 1:
     parser.exit(2, f"{parser.prog}: error: --parallel={args.parallel}: must be >= 1\n")
+  if args.per_device < 1:
+    parser.exit(2, f"{parser.prog}: error: --per_device={args.per_device}: must be >= 1\n")
   if args.vmap is not None and args.vmap < 0:
     parser.exit(2, f"{parser.prog}: error: --vmap={args.vmap}: must be >= 1 (or bare: no limit)\n")
   if args.together and not args.trial:
@@ -365,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
       print(f"submitted {len(submitted)} jobs {' '.join(j.job_id for j in submitted)}; when "
             f"they are done: python -m dljax.report {args.workdir}")
       return 0
-    failed = run_local(to_run, args.parallel or 1)
+    failed = run_local(to_run, args.parallel or 1, args.per_device)
   except (ConfigError, DataError) as error:
     print(f"{parser.prog}: error: {error}", file=sys.stderr)
     return 2

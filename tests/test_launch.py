@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from dljax import config_lib, models, report
+from dljax.errors import ConfigError
 from launch import sweep, sweeps
 from tests.conftest import REPO
 
@@ -157,6 +158,32 @@ def test_a_bad_override_stops_the_sweep_before_any_trial(sweep_file, tmp_path, c
   assert launch(sweep_file, tmp_path / "s", "--config.model.dropout=0.1") == 2
   assert "config.model.dropout: set both by --config.model.dropout and by the sweep" in (
       capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("visible, parallel, per_device, expected", [
+    (None, 1, 1, {(None, None)}),  # one at a time: every device visible, JAX's memory default
+    (None, 4, 1, {("0", None), ("1", None), ("2", None), ("3", None)}),
+    ("0", 3, 3, {("0", 0.3)}),  # three trials share the one GPU, 30% of its memory each
+    ("4,5", 4, 2, {("4", 0.45), ("5", 0.45)}),
+])
+def test_local_runs_get_device_slots(monkeypatch, visible, parallel, per_device, expected):
+  if visible is None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+  else:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+  seen = []
+  monkeypatch.setattr(sweep, "run_job", lambda command, workdirs, device, memory_fraction: (
+      seen.append((device, memory_fraction and round(memory_fraction, 3))) or [{}]))
+  jobs = [{"names": [f"t{i}"], "command": [], "workdirs": [f"w{i}"]} for i in range(6)]
+  assert sweep.run_local(jobs, parallel, per_device) == []
+  assert len(seen) == 6 and set(seen) == expected
+
+
+def test_too_few_devices_for_the_parallel_trials_is_one_line(monkeypatch):
+  monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+  with pytest.raises(ConfigError, match=r"--parallel=3 --per_device=2: needs 2 devices; "
+                     r"CUDA_VISIBLE_DEVICES=0 has 1"):
+    sweep.run_local([], 3, 2)
 
 
 @pytest.fixture(scope="module")
