@@ -156,3 +156,20 @@ def test_streaming_trains_the_same_params(tiny_mnist_dir, tmp_path):
   assert_trees_close(latest_params(str(tmp_path / "device")),
                      latest_params(str(tmp_path / "streaming")), atol=0)
   assert results["device"]["test"] == results["streaming"]["test"]
+
+
+def test_epoch_order_without_a_cpu_backend(monkeypatch):
+  """JAX_PLATFORMS=cuda leaves no CPU backend: the order is then drawn on the first device."""
+  key = jax.random.key(3)
+  expected = pipeline.epoch_order(key, 2, 50)
+  real_local_devices = jax.local_devices
+
+  def accelerators_only(*args, backend=None, **kwargs):
+    if backend == "cpu":
+      raise RuntimeError("Unknown backend cpu. Available backends are ['cuda']")
+    return real_local_devices(*args, backend=backend, **kwargs)
+
+  monkeypatch.setattr(jax, "local_devices", accelerators_only)
+  order = pipeline.epoch_order(key, 2, 50)
+  np.testing.assert_array_equal(order, expected)
+  assert sorted(order) == list(range(50))

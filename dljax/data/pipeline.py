@@ -47,10 +47,15 @@ def epoch_order(data_key: jax.Array, epoch: int, num_examples: int) -> np.ndarra
   """The order in which epoch `epoch` visits a split's examples: the one definition of it.
 
   Computed on the host CPU, whatever the accelerator, in every pipeline and reader process: a
-  permutation sorts random keys, and backends need not order tied keys the same way.
+  permutation sorts random keys, and backends need not order tied keys the same way. Where
+  JAX_PLATFORMS leaves the CPU backend out (e.g. `cuda`), on the first local device instead;
+  its order can then differ from the CPU's only where random keys tie.
   """
-  host = jax.local_devices(backend="cpu")[0]
-  return np.asarray(_permutation(jax.device_put(data_key, host), epoch, num_examples))
+  try:
+    device = jax.local_devices(backend="cpu")[0]
+  except RuntimeError:  # "Unknown backend cpu": JAX_PLATFORMS names only accelerators
+    device = jax.local_devices()[0]
+  return np.asarray(_permutation(jax.device_put(data_key, device), epoch, num_examples))
 
 
 class TrainIndex:
