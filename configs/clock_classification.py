@@ -8,8 +8,10 @@ error, minutes): 24 classes 23.94 (002) and 37.2 (003); 48: 47.29; 72: 57.1 (003
 192: 6.14; 360: 181.36 and 720: 179.61 (002: chance, too few examples per class to learn).
 `sweep_classes()` lists the class counts for a launcher.
 
-Data, model, training and metric as configs/clock_regression.py. Expected result: not measured
-at 150 px (bench/clocks.py). Measured at 64 px, difficulty 0.5, 10 epochs on 2 CPU cores, mean
+Data, model, training and metric as configs/clock_regression.py. At 150 px and difficulty 1
+(one NVIDIA H200, bench/clocks.py --epochs 30 and 60) 48 and 192 classes did not learn: the loss
+stayed at ln N, the error at chance (~182 min); so did 48 classes at 64 px, difficulty 1, for 8
+epochs on the CPU. Measured at 64 px, difficulty 0.5, 10 epochs on 2 CPU cores, mean
 (median) minutes: 24 classes 13.5 (8), 48: 10.8 (4), 72: 11.0 (3), 96: 12.9 (2), 192: 20.0 (1),
 360: 27.8 (1), 720: 179.3 (chance: 18 train examples a class).
 
