@@ -324,6 +324,9 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str], argpars
     parser.exit(2, f"{parser.prog}: error: --parallel={args.parallel}: must be >= 1\n")
   if args.per_device < 1:
     parser.exit(2, f"{parser.prog}: error: --per_device={args.per_device}: must be >= 1\n")
+  if args.per_device > 1 and args.executor != "local":
+    parser.exit(2, f"{parser.prog}: error: --per_device: local runs only (SLURM gives each job "
+                "its own --gpus)\n")
   if args.vmap is not None and args.vmap < 0:
     parser.exit(2, f"{parser.prog}: error: --vmap={args.vmap}: must be >= 1 (or bare: no limit)\n")
   if args.together and not args.trial:

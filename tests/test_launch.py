@@ -179,6 +179,18 @@ def test_local_runs_get_device_slots(monkeypatch, visible, parallel, per_device,
   assert len(seen) == 6 and set(seen) == expected
 
 
+@pytest.mark.parametrize("args, message", [
+    (("--per_device=0",), "--per_device=0: must be >= 1"),
+    (("--per_device=2", "--executor=slurm"), "--per_device: local runs only"),
+])
+def test_bad_per_device_is_one_line(sweep_file, tmp_path, capsys, args, message):
+  with pytest.raises(SystemExit) as exit_info:
+    launch(sweep_file, tmp_path / "s", *args)
+  assert exit_info.value.code == 2
+  error = capsys.readouterr().err
+  assert error.count("\n") == 1 and message in error
+
+
 def test_too_few_devices_for_the_parallel_trials_is_one_line(monkeypatch):
   monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
   with pytest.raises(ConfigError, match=r"--parallel=3 --per_device=2: needs 2 devices; "
