@@ -3,6 +3,18 @@ r"""keras-team mnist_mlp.py: 784 -> Dense512 relu -> Drop .2 -> Dense512 relu ->
 RMSprop (lr 1e-3), categorical cross-entropy, batch 128, 20 epochs, inputs / 255, validated on
 the test set (as the example does). The example claims 98.40% test accuracy.
 
+RMSprop divides by sqrt(v + eps), as Keras 3 (and tf.keras from TF 2.11) do, the example as a
+user runs it today; Keras 2, where the claim comes from, divided by sqrt(v) + eps
+(`--config.optimizer.eps_in_sqrt=False`). The placement matters here: on the real MNIST
+(2-core CPU, seeds 0, 1, 2, final test accuracy after 20 epochs, ~60 s of training each):
+
+    dljax, Keras 3 rule (this config)    98.43  98.23  98.56   mean 98.41
+    Keras 3.15 itself (JAX backend)      98.51  98.31  98.51   mean 98.44
+    dljax, Keras 2 rule                  98.19  98.46  98.15   mean 98.27
+
+One seed's final accuracy swings ~0.2 point (the test accuracy wanders 97.8-98.4 between
+epochs 8 and 20), so judge the recipe by the mean: bench/reference_accuracy.py --seeds=0,1,2.
+
     python -m dljax.main --config=configs/mnist_mlp.py --workdir=/tmp/mnist_mlp
     python -m dljax.main --config=configs/mnist_mlp.py:smoke --workdir=/tmp/mnist_mlp_smoke
 """
@@ -22,7 +34,7 @@ def get_config(arg: str | None = None):
                       batch_norm_after=(), activation="relu", kernel_init="glorot_uniform",
                       bias_init="zeros", num_classes=10)
   config.data = data_config("mnist", validation="test")
-  config.optimizer = optim.optimizer_config("rmsprop", learning_rate=1e-3)
+  config.optimizer = optim.optimizer_config("rmsprop", learning_rate=1e-3, eps_in_sqrt=True)
   if arg.smoke:
     config.data.train_limit = 512
     config.data.eval_limit = 256
@@ -57,8 +69,9 @@ def sweep_hp_grid():
       python -m launch.sweep --config=configs/mnist_mlp.py --sweep=hp_grid --vmap \
           --workdir=runs/mnist_mlp_hp_grid --config.num_epochs=4
 
-  Measured with 4 epochs a trial (2-core CPU, 8 processes, 18 min wall while another run shared
-  the cores): best RMSprop lr 1e-3 eps 1e-4 batch 64, 98.11% test; Adam lr 1e-3 eps 1e-8
+  Measured with 4 epochs a trial, before this config took Keras 3's RMSprop (with the Keras 2
+  rule, sqrt(v) + eps; 2-core CPU, 8 processes, 18 min wall while another run shared the
+  cores): best RMSprop lr 1e-3 eps 1e-4 batch 64, 98.11% test; Adam lr 1e-3 eps 1e-8
   98.10% (batch 64 and 128); best SGD lr 0.1 momentum 0.9 batch 128, 97.87%. RMSprop and Adam
   at lr 0.1 all failed (10-32%).
   """
