@@ -7,6 +7,7 @@ import os
 import random
 import re
 import shutil
+import sys
 
 import pytest
 
@@ -189,6 +190,17 @@ def test_bad_per_device_is_one_line(sweep_file, tmp_path, capsys, args, message)
   assert exit_info.value.code == 2
   error = capsys.readouterr().err
   assert error.count("\n") == 1 and message in error
+
+
+def test_a_shared_device_caps_each_trials_memory(tmp_path, monkeypatch):
+  monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+  show = [sys.executable, "-c", "import os; print(os.environ['CUDA_VISIBLE_DEVICES'], "
+          "os.environ.get('XLA_PYTHON_CLIENT_MEM_FRACTION'))"]
+  assert sweep.run_job(show, [str(tmp_path / "a")], "3", 0.45) == [None]
+  assert (tmp_path / "a" / "train.log").read_text().split() == ["3", "0.450"]
+  monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.2")  # the user's own setting stays
+  sweep.run_job(show, [str(tmp_path / "b")], "3", 0.45)
+  assert (tmp_path / "b" / "train.log").read_text().split() == ["3", "0.2"]
 
 
 def test_too_few_devices_for_the_parallel_trials_is_one_line(monkeypatch):
