@@ -11,7 +11,9 @@ error, minutes): 24 classes 23.94 (002) and 37.2 (003); 48: 47.29; 72: 57.1 (003
 Data, model, training and metric as configs/clock_regression.py. At 150 px and difficulty 1
 (one NVIDIA H200, bench/clocks.py --epochs 30 and 60) 48 and 192 classes did not learn: the loss
 stayed at ln N, the error at chance (~182 min); so did 48 classes at 64 px, difficulty 1, for 8
-epochs on the CPU. Measured at 64 px, difficulty 0.5, 10 epochs on 2 CPU cores, mean
+epochs on the CPU, where `--config.optimizer.learning_rate=5e-4` left the plateau in epoch 3
+(147 min after 5 epochs): the recipe's 2e-3 is too high for this encoding at full variety (not
+yet measured further). Measured at 64 px, difficulty 0.5, 10 epochs on 2 CPU cores, mean
 (median) minutes: 24 classes 13.5 (8), 48: 10.8 (4), 72: 11.0 (3), 96: 12.9 (2), 192: 20.0 (1),
 360: 27.8 (1), 720: 179.3 (chance: 18 train examples a class).
 
