@@ -237,7 +237,7 @@ def run_local(runs: list[dict[str, Any]], parallel: int, per_device: int = 1) ->
   if needed > len(devices):
     raise ConfigError(f"--parallel={parallel} --per_device={per_device}: needs {needed} devices; "
                       f"CUDA_VISIBLE_DEVICES={visible} has {len(devices)}")
-  memory_fraction = 0.9 / per_device if per_device > 1 else None
+  memory_fraction = 0.9 / per_device if per_device > 1 and parallel > 1 else None
   free = queue.SimpleQueue()
   for slot in range(parallel):
     free.put(devices[slot // per_device] if parallel > 1 else None)

@@ -163,6 +163,7 @@ def test_a_bad_override_stops_the_sweep_before_any_trial(sweep_file, tmp_path, c
 
 @pytest.mark.parametrize("visible, parallel, per_device, expected", [
     (None, 1, 1, {(None, None)}),  # one at a time: every device visible, JAX's memory default
+    ("0", 1, 3, {(None, None)}),  # nothing shares a device when one trial runs at a time
     (None, 4, 1, {("0", None), ("1", None), ("2", None), ("3", None)}),
     ("0", 3, 3, {("0", 0.3)}),  # three trials share the one GPU, 30% of its memory each
     ("4,5", 4, 2, {("4", 0.45), ("5", 0.45)}),
