@@ -91,10 +91,11 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model:
   flushing = flush_denormal and torch.set_flush_denormal(True)  # False where unsupported
   torch.manual_seed(0)
   images, labels = common.random_data(spec, num_examples)
-  device = {"cpu": "cpu", "gpu": "cuda"}[device]
-  x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0).contiguous().to(device)
-  y = torch.from_numpy(labels).to(device)
-  model, optimizer = build(spec, device)
+  torch_device = {"cpu": "cpu", "gpu": "cuda"}[device]
+  x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0).contiguous()
+  x = x.to(torch_device)
+  y = torch.from_numpy(labels).to(torch_device)
+  model, optimizer = build(spec, torch_device)
   parameters = sum(p.numel() for p in model.parameters())
   step_model = torch.compile(model) if compile_model else model
   model.train()
@@ -105,9 +106,9 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model:
   compile_seconds = None
   for _ in range(epochs):
     timer.start()
-    order = torch.randperm(num_examples, device=device)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    order = torch.randperm(num_examples, device=torch_device)
+    loss_sum = torch.zeros((), device=torch_device)
+    correct = torch.zeros((), dtype=torch.int64, device=torch_device)
     for step in range(steps_per_epoch):
       index = order[step * batch:(step + 1) * batch]
       inputs, targets = x[index], y[index]
@@ -119,7 +120,7 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model:
       loss_sum += loss.detach()
       correct += (logits.detach().argmax(1) == targets).sum()
       if compile_seconds is None:
-        if device == "cuda":
+        if torch_device == "cuda":
           torch.cuda.synchronize()
         compile_seconds = time.perf_counter() - timer.start_time
     epoch_loss = loss_sum.item() / steps_per_epoch  # what a user prints after each epoch
@@ -135,7 +136,7 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model:
       final_accuracy=epoch_accuracy,
       versions={"torch": torch.__version__},
       threads=torch.get_num_threads(),
-      devices=torch.cuda.get_device_name() if device == "cuda" else "cpu",
+      devices=torch.cuda.get_device_name() if torch_device == "cuda" else "cpu",
       flush_denormal=flushing,
       compiled=compile_model,
   )
