@@ -41,7 +41,8 @@ def tiny_mnist_dir(tmp_path_factory) -> str:
     write_idx(str(source / f"{prefix}-labels-idx1-ubyte.gz"), labels)
   data_dir = str(tmp_path_factory.mktemp("tfds"))
   subprocess.run([sys.executable, "-m", "dljax.data", "prepare", "mnist", "--from", str(source),
-                  "--data_dir", data_dir], check=True, cwd=REPO, capture_output=True)
+                  "--data_dir", data_dir, "--partial"], check=True, cwd=REPO,
+                 capture_output=True)
   return data_dir
 
 

@@ -116,6 +116,24 @@ def test_course_files_prepare_offline_into_the_same_data_set(tmp_path):
   assert len(splits.train["image"]) == 8 and len(splits.test["image"]) == 2
 
 
+def test_course_files_prepare_again_only_with_force(tmp_path, capsys):
+  _write_course(tmp_path / "course")
+  data_dir = str(tmp_path / "tfds")
+  args = ["prepare", "clocks", "--from", str(tmp_path / "course"), "--data_dir", data_dir]
+  assert cli.main(args) == 0
+  images_NHW, _ = _write_course(tmp_path / "course", seed=1)
+  capsys.readouterr()
+  assert cli.main(args) == 0
+  assert "clocks/course is already prepared in" in capsys.readouterr().out
+  assert cli.main([*args, "--force"]) == 0
+  _, train_N = clocks._course_split(10)
+  arrays = tfds_io.read_split("clocks/course", "train", data_dir)
+  np.testing.assert_array_equal(arrays["image"][..., 0], images_NHW[train_N])
+  capsys.readouterr()
+  assert cli.main([*args, "--partial"]) == 1
+  assert capsys.readouterr().err.startswith("python -m dljax.data: error: --partial: clocks has")
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda images, labels: (images[:, :100], labels), r"expected uint8 \(N, 150, 150\)"),
     (lambda images, labels: (images, labels[:5]), r"expected integer \(10, 2\)"),

@@ -4,6 +4,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from dljax import config_lib, data
 from dljax.data import __main__ as cli
 from dljax.data import prepare, raw, tfds_io
 from dljax.errors import DataError
@@ -83,7 +85,7 @@ def catalogue_order(split: str, num_examples: int) -> list[int]:
 def test_prepared_idx_data_set_reads_back_like_a_download(name, idx_dir, tmp_path):
   source, originals = idx_dir
   data_dir = str(tmp_path / "tfds")
-  prepare.prepare(name, source, data_dir)
+  prepare.prepare(name, source, data_dir, partial=True)
   for split, (images, labels) in originals.items():
     arrays = tfds_io.read_split(name, split, data_dir)
     assert sorted(arrays) == ["image", "label"]
@@ -102,7 +104,7 @@ def test_prepared_idx_data_set_reads_back_like_a_download(name, idx_dir, tmp_pat
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
 def test_catalogue_builder_reads_the_metadata_a_download_writes(name, idx_dir, tmp_path):
   data_dir = str(tmp_path / "tfds")
-  prepare.prepare(name, idx_dir[0], data_dir)
+  prepare.prepare(name, idx_dir[0], data_dir, partial=True)
   builder = tfds.builder(name, data_dir=data_dir)
   assert type(builder) is tfds.builder_cls(name)
   assert builder.is_prepared() and str(builder.version) == "3.0.1"
@@ -127,7 +129,7 @@ def test_download_sizes_are_the_catalogue_checksums():
 def test_prepared_cifar10_has_the_catalogue_ids_labels_and_features(cifar_dir, tmp_path):
   source, originals = cifar_dir
   data_dir = str(tmp_path / "tfds")
-  prepare.prepare("cifar10", source, data_dir)
+  prepare.prepare("cifar10", source, data_dir, partial=True)
   for split, (images, labels) in originals.items():
     arrays = tfds_io.read_split("cifar10", split, data_dir)
     assert arrays["image"].shape == (len(labels), 32, 32, 3)
@@ -206,6 +208,29 @@ def test_missing_data_set_names_the_directory_and_the_prepare_command(tmp_path):
       f"python -m dljax.data prepare mnist --from DIR_WITH_IDX_FILES --data_dir {tmp_path}")
 
 
+@pytest.mark.parametrize("damage", [
+    ("mnist-train.array_record-00000-of-00001", lambda f: f.truncate(5000)),
+    ("mnist-test.array_record-00000-of-00001", lambda f: (f.seek(20000), f.write(b"x" * 100))),
+    ("dataset_info.json", lambda f: f.truncate(100)),
+], ids=["truncated_train", "garbled_test", "truncated_info"])
+def test_damaged_prepared_files_are_one_data_error_naming_the_fix(damage, tiny_mnist_dir,
+                                                                  tmp_path):
+  data_dir = str(tmp_path / "tfds")
+  shutil.copytree(tiny_mnist_dir, data_dir)
+  name, change = damage
+  with open(os.path.join(data_dir, "mnist", "3.0.1", name), "r+b") as f:
+    change(f)
+  config = config_lib.load(os.path.join(REPO, "configs/mnist_mlp.py:smoke"))
+  config.data.dir = data_dir
+  with pytest.raises(DataError) as error:
+    data.load(config.data, config.seed)
+  message = str(error.value)
+  assert message.startswith(f"mnist in {data_dir} cannot be read, its files may be damaged (")
+  assert message.endswith(f"prepare it again: python -m dljax.data prepare mnist --from "
+                          f"DIR_WITH_IDX_FILES --data_dir {data_dir} --force")
+  assert "\n" not in message
+
+
 def test_interrupted_preparation_leaves_nothing_that_reads(idx_dir, tmp_path, monkeypatch):
   data_dir = str(tmp_path / "tfds")
   encode, calls = prepare._encode_png, []
@@ -218,7 +243,7 @@ def test_interrupted_preparation_leaves_nothing_that_reads(idx_dir, tmp_path, mo
 
   monkeypatch.setattr(prepare, "_encode_png", fail_midway)
   with pytest.raises(KeyboardInterrupt):
-    prepare.prepare("mnist", idx_dir[0], data_dir)
+    prepare.prepare("mnist", idx_dir[0], data_dir, partial=True)
   assert os.listdir(os.path.join(data_dir, "mnist")) == []
   with pytest.raises(DataError, match="not found"):
     tfds_io.read_split("mnist", "train", data_dir)
@@ -236,27 +261,56 @@ def test_killed_preparation_leaves_nothing_that_reads_and_can_be_redone(idx_dir,
       "    os.kill(os.getpid(), signal.SIGKILL)\n"
       "  return b''\n"
       "prepare._encode_png = encode\n"
-      "prepare.prepare('mnist', sys.argv[1], sys.argv[2])\n")
+      "prepare.prepare('mnist', sys.argv[1], sys.argv[2], partial=True)\n")
   killed = subprocess.run([sys.executable, "-c", kill_midway, idx_dir[0], data_dir], cwd=REPO,
                           capture_output=True)
   assert killed.returncode == -9
   assert [d for d in os.listdir(os.path.join(data_dir, "mnist")) if "3.0.1" in d]  # its leftovers
   with pytest.raises(DataError, match="not found"):
     tfds_io.read_split("mnist", "train", data_dir)
-  prepare.prepare("mnist", idx_dir[0], data_dir)
+  prepare.prepare("mnist", idx_dir[0], data_dir, partial=True)
   assert len(tfds_io.read_split("mnist", "train", data_dir)["label"]) == SIZES["train"]
 
 
-def test_cli_prepares_then_does_nothing_the_second_time(idx_dir, tmp_path, capsys):
+def test_cli_prepares_then_does_nothing_the_second_time_unless_forced(idx_dir, tmp_path, capsys):
   data_dir = str(tmp_path / "tfds")
-  args = ["prepare", "mnist", "--from", idx_dir[0], "--data_dir", data_dir]
+  args = ["prepare", "mnist", "--from", idx_dir[0], "--data_dir", data_dir, "--partial"]
   assert cli.main(args) == 0
   path = os.path.join(data_dir, "mnist", "3.0.1")
   modified = {f: os.path.getmtime(os.path.join(path, f)) for f in os.listdir(path)}
   capsys.readouterr()
   assert cli.main(args) == 0
-  assert "already prepared" in capsys.readouterr().out
+  assert f"mnist 3.0.1 is already prepared in {path}: nothing to do (--force prepares it again)" \
+      in capsys.readouterr().out
   assert modified == {f: os.path.getmtime(os.path.join(path, f)) for f in os.listdir(path)}
+  with open(os.path.join(path, "dataset_info.json"), "w") as f:
+    f.write("{")  # damaged: only preparing it again helps
+  assert cli.main([*args, "--force"]) == 0
+  assert len(tfds_io.read_split("mnist", "train", data_dir)["label"]) == SIZES["train"]
+  assert os.listdir(os.path.dirname(path)) == ["3.0.1"]  # the old copy is gone
+
+
+def test_a_split_of_another_size_than_the_catalogues_needs_partial(idx_dir, tmp_path, capsys):
+  args = ["prepare", "mnist", "--from", idx_dir[0], "--data_dir", str(tmp_path)]
+  assert cli.main(args) == 1
+  assert capsys.readouterr().err == (
+      "python -m dljax.data: error: mnist train has 10 examples, the TFDS catalogue's has 60000: "
+      "not mnist; --partial prepares it anyway (e.g. a test subset)\n")
+  assert not os.path.exists(os.path.join(tmp_path, "mnist", "3.0.1"))
+  assert cli.main([*args, "--partial"]) == 0
+  assert "Warning: mnist test has 5 examples, the TFDS catalogue's has 10000 (--partial)" in (
+      capsys.readouterr().out)
+
+
+def test_a_failed_forced_preparation_keeps_the_old_copy(idx_dir, tmp_path):
+  data_dir = str(tmp_path / "tfds")
+  prepare.prepare("mnist", idx_dir[0], data_dir, partial=True)
+  old = tfds_io.read_split("mnist", "train", data_dir)
+  with pytest.raises(DataError, match="the TFDS catalogue's has 60000"):
+    prepare.prepare("mnist", idx_dir[0], data_dir, force=True)
+  assert os.listdir(os.path.join(data_dir, "mnist")) == ["3.0.1"]
+  np.testing.assert_array_equal(tfds_io.read_split("mnist", "train", data_dir)["image"],
+                                old["image"])
 
 
 def test_cli_reports_a_data_error_in_one_line(tmp_path, capsys):

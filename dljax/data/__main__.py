@@ -1,8 +1,10 @@
 """Data set tools: `python -m dljax.data SUBCOMMAND ...`; `--help` lists the subcommands.
 
-prepare NAME --from DIR [--data_dir OUT]: writes TFDS data set NAME (mnist, fashion_mnist,
-cifar10; clocks: the course's images.npy and labels.npy) from its original files in DIR, without
-internet, into OUT (default: $DLJAX_DATA_DIR, else ~/tensorflow_datasets).
+prepare NAME --from DIR [--data_dir OUT] [--force] [--partial]: writes TFDS data set NAME
+(mnist, fashion_mnist, cifar10; clocks: the course's images.npy and labels.npy) from its original
+files in DIR, without internet, into OUT (default: $DLJAX_DATA_DIR, else ~/tensorflow_datasets).
+--force prepares a prepared data set again; --partial accepts splits of other sizes than the
+TFDS catalogue's (mnist, fashion_mnist, cifar10), e.g. a small test subset.
 
 show clocks [--size 64 --difficulty 1 --seed 0 --count 32 --out clocks.png]: writes a PNG grid
 of the first clocks of a rendered clocks data set, titled with their times.
@@ -13,7 +15,6 @@ line and exits with status 1.
 
 import argparse
 import dataclasses
-import functools
 import sys
 from collections.abc import Callable
 
@@ -28,13 +29,9 @@ class Subcommand:
   run: Callable[[argparse.Namespace], None]
 
 
-# name -> prepare(source_dir, data_dir): the TFDS catalogue's data sets; the clocks' course files.
-PREPARERS = {**{name: functools.partial(prepare.prepare, name) for name in raw.ORIGINALS},
-             clocks.NAME: clocks.prepare_course}
-
-
 def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("name", choices=sorted(PREPARERS), help="TFDS data set to prepare")
+  parser.add_argument("name", choices=sorted([*raw.ORIGINALS, clocks.NAME]),
+                      help="TFDS data set to prepare")
   parser.add_argument(
       "--from", dest="source_dir", required=True, metavar="DIR",
       help="directory with the original files: the four IDX .gz files for mnist and "
@@ -42,10 +39,22 @@ def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
            "images.npy and labels.npy for clocks")
   parser.add_argument("--data_dir", metavar="OUT",
                       help="TFDS data directory (default: $DLJAX_DATA_DIR, else the TFDS default)")
+  parser.add_argument("--force", action="store_true",
+                      help="prepare again over a prepared copy (kept until the new one is done)")
+  parser.add_argument("--partial", action="store_true",
+                      help="accept splits of other sizes than the TFDS catalogue's (a subset, "
+                           "test data); not for clocks")
 
 
 def _prepare(args: argparse.Namespace) -> None:
-  PREPARERS[args.name](args.source_dir, args.data_dir)
+  if args.name != clocks.NAME:
+    prepare.prepare(args.name, args.source_dir, args.data_dir, force=args.force,
+                    partial=args.partial)
+  elif args.partial:
+    raise ConfigError(f"--partial: {clocks.NAME} has no catalogue sizes to differ from; "
+                      f"allowed for {', '.join(raw.ORIGINALS)}")
+  else:
+    clocks.prepare_course(args.source_dir, args.data_dir, force=args.force)
 
 
 def _show_arguments(parser: argparse.ArgumentParser) -> None:

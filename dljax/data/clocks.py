@@ -40,7 +40,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from dljax.data import clock_render, tfds_io
+from dljax.data import clock_render, prepare, tfds_io
 from dljax.errors import ConfigError, DataError
 
 NAME = "clocks"
@@ -193,7 +193,8 @@ def prepared(options: ml_collections.ConfigDict | dict[str, Any],
 
   Raises:
     ConfigError: the options are invalid.
-    DataError: the course files were asked for but have not been prepared.
+    DataError: the course files were asked for but have not been prepared, or the data set's
+      files are damaged.
   """
   path = directory(options, data_dir)
   # TFDS renames the complete data set into place: once its info file is there, all of it is.
@@ -207,7 +208,11 @@ def prepared(options: ml_collections.ConfigDict | dict[str, Any],
     _download_and_prepare(clocks)
     print(f"Generated {NAME}/{config.name} in {time.perf_counter() - start:.1f} s")
   # Read from the files: the code builder would warn of a custom config on every read.
-  return tfds.builder_from_directory(path)
+  try:
+    return tfds.builder_from_directory(path)
+  except Exception as e:  # TFDS raises many kinds for an unparsable dataset_info.json
+    raise tfds_io.unreadable(f"{NAME}/{config_for(options).name}", tfds_io.data_dir(data_dir),
+                             e) from e
 
 
 def load(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -219,25 +224,27 @@ def load(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return {split: reader.as_data_source(split=split) for split in SPLITS}
 
 
-def prepare_course(source_dir: str, data_dir: str | None = None) -> str:
+def prepare_course(source_dir: str, data_dir: str | None = None, *, force: bool = False) -> str:
   """Writes `clocks/course` from the course files in `source_dir`; returns its directory.
 
-  A course data set already prepared in `data_dir` is left alone.
+  A course data set already prepared in `data_dir` is left alone, unless `force`: then it is
+  prepared again, the old copy kept until the new one is complete.
 
   Raises:
     DataError: the files are missing, corrupt or do not hold clocks.
   """
-  clocks = builder(dict(source="course"), data_dir, course_dir=source_dir)
-  if clocks.is_prepared():
-    print(f"{NAME}/course is already prepared in {clocks.data_dir}: nothing to do")
-    return clocks.data_dir
-  print(f"Preparing {NAME}/course from {source_dir} into {clocks.data_dir}")
-  start = time.perf_counter()
-  _download_and_prepare(clocks)
+  path = directory(dict(source="course"), data_dir)
+  if prepare.is_prepared(f"{NAME}/course", path, force):
+    return path
+  with prepare.replacing(path):
+    clocks = builder(dict(source="course"), data_dir, course_dir=source_dir)
+    print(f"Preparing {NAME}/course from {source_dir} into {path}")
+    start = time.perf_counter()
+    _download_and_prepare(clocks)
   sizes = ", ".join(f"{split} {info.num_examples}" for split, info in clocks.info.splits.items())
   print(f"Prepared {NAME}/course ({sizes} examples) in {time.perf_counter() - start:.1f} s: "
-        f"{clocks.data_dir}")
-  return clocks.data_dir
+        f"{path}")
+  return path
 
 
 def read_course(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -42,10 +42,14 @@ def open_split(name: str, split: str, data_dir: str | None):
 
   Raises:
     DataError: the data set is not in the data directory (the message says how to get it), or
-      it cannot be read (unknown split, a format that needs tensorflow, no examples, ...).
+      it cannot be read (damaged files, unknown split, a format that needs tensorflow, no
+      examples, ...).
   """
   directory = _data_dir(data_dir)
-  builder = tfds.builder(name, data_dir=directory)
+  try:
+    builder = tfds.builder(name, data_dir=directory)
+  except Exception as e:  # TFDS raises many kinds for an unparsable dataset_info.json
+    raise unreadable(name, directory, e) from e
   try:
     source = builder.as_data_source(split=split)
   except (ValueError, NotImplementedError) as e:
@@ -64,12 +68,20 @@ def read(source, keys: list[int]) -> dict[str, np.ndarray]:
 
   Only numeric features are kept: strings (e.g. CIFAR-10's `id`) cannot live on an accelerator
   and no task uses them.
+
+  Raises:
+    DataError: the data set's files are damaged (array_record raises RuntimeError for truncated,
+      garbled or missing files).
   """
   try:
     # One batched read is ~3x faster than one record at a time (5 s instead of 16 s for MNIST).
     examples = source.__getitems__(keys)
   except TypeError:  # `tfds.testing.mock_data` (TFDS 4.9.10) mocks only single-record reads
     examples = [source[key] for key in keys]
+  except RuntimeError as e:
+    info = source.dataset_info  # data_dir is DIRECTORY/full_name: NAME[/CONFIG]/VERSION
+    raise unreadable(info.full_name.rsplit("/", 1)[0],
+                     info.data_dir.removesuffix("/" + info.full_name), e) from e
   return {name: np.stack([example[name] for example in examples]) for name in examples[0]
           if is_numeric(examples[0][name])}
 
@@ -82,6 +94,23 @@ def read_split(name: str, split: str, data_dir: str | None) -> dict[str, np.ndar
   """Every example of `name[split]` as numpy arrays with a leading example axis (see `read`)."""
   source = open_split(name, split, data_dir)
   return read(source, list(range(len(source))))
+
+
+def unreadable(name: str, directory: str, error: Exception) -> DataError:
+  """The error for data set `name` (NAME or NAME/CONFIG) in data dir `directory` whose files
+  cannot be read (`error`): damaged, e.g. by a full disk or an interrupted copy. The fix is to
+  make it again: by `prepare --force` for a catalogue data set, else by deleting it (the next
+  run renders rendered clocks again, or says how to prepare the course's).
+  """
+  quoted = shlex.quote(directory)
+  base = name.split("/")[0]
+  if base in raw.ORIGINALS:
+    fix = (f"prepare it again: python -m dljax.data prepare {base} "
+           f"--from {raw.ORIGINALS[base].files_hint} --data_dir {quoted} --force")
+  else:
+    fix = f"delete {shlex.quote(os.path.join(directory, name))} and make it again"
+  return DataError(f"{name} in {directory} cannot be read, its files may be damaged "
+                   f"({type(error).__name__}: {' '.join(str(error).split())}); {fix}")
 
 
 def _not_found(name: str, directory: str, looked_for: str) -> DataError:
