@@ -6,8 +6,12 @@ returns the config locked, so a misspelt override is an error instead of a silen
 
 import ast
 import importlib.util
+import math
+import numbers
 import os
+import traceback
 import types
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -15,7 +19,6 @@ import ml_collections
 
 from dljax import data, models, optim, tasks
 from dljax.errors import ConfigError
-from dljax.registry import lookup
 
 EVAL_MODES = ("min", "max")
 
@@ -82,8 +85,9 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None)
   `device_count` is the number of devices the run will shard over (default: this process's
   view, `jax.device_count()`); a launcher validating for other machines passes theirs.
   """
+  check_finite(config)
   tasks.validate(config)
-  lookup(models.MODELS, config.model.name, "config.model.name", "model")
+  models.build(config.model)  # the model checks its own fields
   data.validate(config.data)
   optim.validate(config.optimizer)
   devices = device_count or jax.device_count()
@@ -106,23 +110,74 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None)
            "must be >= 0 (0 = never stop early)")
 
 
+def check_finite(value: Any, key: str = "config") -> None:
+  """Raises a one-line ConfigError for the first inf or nan in `value` (a config, nested groups
+  and tuples included): every range check would let an inf through, and a nan through none.
+
+  Values that are not numbers (e.g. traced values of trials trained together) are skipped.
+  """
+  if isinstance(value, ml_collections.ConfigDict):
+    for name, field in value.items():
+      check_finite(field, f"{key}.{name}")
+  elif isinstance(value, tuple | list):
+    for index, item in enumerate(value):
+      check_finite(item, f"{key}[{index}]")
+  elif isinstance(value, numbers.Real) and not math.isfinite(value):
+    raise ConfigError(f"{key}={value!r}: must be a finite number")
+
+
 def load_module(path: str) -> types.ModuleType:
-  """Imports the Python file `path` (a config or sweep file) as a module of its own."""
+  """Imports the Python file `path` (a config or sweep file) as a module of its own.
+
+  Raises a one-line ConfigError for a missing file, a syntax error or an exception raised while
+  the file runs (`call_in`): a user's file must not end a run in a traceback.
+  """
   if not os.path.isfile(path):
     raise ConfigError(f"{path}: no such file")
   module_spec = importlib.util.spec_from_file_location(
       f"dljax_config_{os.path.splitext(os.path.basename(path))[0]}", path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  call_in(path, module_spec.loader.exec_module, module)
   return module
 
 
+def call_in(path: str, function: Callable[..., Any], *args: Any) -> Any:
+  """`function(*args)`, running code of the user's file `path`.
+
+  An exception other than ConfigError becomes a one-line ConfigError naming the file and the
+  line of it that raised (a syntax error's own line), the exception's type and its message.
+  """
+  try:
+    return function(*args)
+  except ConfigError:
+    raise
+  except SyntaxError as error:
+    raise ConfigError(f"{error.filename}:{error.lineno}: syntax error: {error.msg}") from None
+  except Exception as error:
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+             if os.path.abspath(frame.filename) == os.path.abspath(path)]
+    message = " ".join(str(error).split())
+    raise ConfigError(f"{path}{f':{lines[-1]}' if lines else ''}: {type(error).__name__}"
+                      + (f": {message}" if message else "")) from None
+
+
 def load(spec: str) -> ml_collections.ConfigDict:
-  """Loads 'path/to/config.py[:arg]' by calling the file's `get_config(arg)`."""
+  """Loads 'path/to/config.py[:arg]' by calling the file's `get_config(arg)`.
+
+  Raises a one-line ConfigError if the file does not load, has no get_config, or its get_config
+  raises or returns something other than a ConfigDict.
+  """
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise ConfigError(f"--config={spec}: no such file {path!r}")
-  return load_module(path).get_config(arg or None)
+  get_config = getattr(load_module(path), "get_config", None)
+  if not callable(get_config):
+    raise ConfigError(f"{path}: defines no get_config(arg) function")
+  config = call_in(path, get_config, arg or None)
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f"{path}: get_config({arg or None!r}) returned a {type(config).__name__}, "
+                      "not an ml_collections.ConfigDict")
+  return config
 
 
 def override(config: ml_collections.ConfigDict, key: str, value: Any) -> None:

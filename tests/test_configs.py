@@ -3,6 +3,7 @@
 import dataclasses
 import glob
 import os
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import tensorflow_datasets as tfds
 
 import configs.cifar10_cnn
 from dljax import config_lib, models, train
+from dljax.errors import ConfigError
 from tests.conftest import REPO
 from tests.test_models import KERAS_PARAMS
 
@@ -49,6 +51,51 @@ def test_new_knobs_override_the_locked_configs_and_build(path, key, value):
   config_lib.override(config, key, value)
   config_lib.validate(config)
   models.build(config.model)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("optimizer.learning_rate", "1e999", "config.optimizer.learning_rate=inf: "),  # as typed
+    ("num_epochs", float("nan"), "config.num_epochs=nan: "),
+    ("model.hidden", (512, float("-inf")), "config.model.hidden[1]=-inf: "),
+])
+def test_validate_rejects_inf_and_nan_anywhere(key, value, message):
+  config = config_lib.load(os.path.join(REPO, "configs/mnist_mlp.py:smoke"))
+  config_lib.override(config, key, value)
+  with pytest.raises(ConfigError, match=f"^{re.escape(message)}must be a finite number$"):
+    config_lib.validate(config)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("model.hidden", "(512, 0)", "config.model.hidden=(512, 0): sizes must be ints > 0"),
+    ("model.dropout", "1.0", "config.model.dropout=1.0: must be a dropout rate in [0, 1)"),
+])
+def test_validate_checks_the_model_fields_before_any_data_is_read(key, value, message):
+  config = config_lib.load(os.path.join(REPO, "configs/mnist_mlp.py:smoke"))
+  config_lib.override(config, key, value)
+  config.data.dir = "/nonexistent"  # validation reads no data
+  with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+    config_lib.validate(config)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("def get_config(arg):\n  return (\n", r"CONFIG:2: syntax error: '\(' was never closed"),
+    ("import ml_collections\n\ndef get_config(arg):\n  return {}['lr']\n",
+     "CONFIG:4: KeyError: 'lr'"),
+    ("import nowhere_to_be_found\n", "CONFIG:1: ModuleNotFoundError: No module named"),
+    ("x = 1\n", "CONFIG: defines no get_config"),
+    ("def get_config(arg):\n  return dict(lr=0.1)\n",
+     r"CONFIG: get_config\('smoke'\) returned a dict, not an ml_collections.ConfigDict"),
+])
+def test_a_config_file_that_does_not_load_is_one_config_error(text, message, tmp_path):
+  path = tmp_path / "broken.py"
+  path.write_text(text)
+  with pytest.raises(ConfigError, match="^" + message.replace("CONFIG", re.escape(str(path)))):
+    config_lib.load(f"{path}:smoke")
+
+
+def test_config_errors_raised_by_get_config_pass_unchanged():
+  with pytest.raises(ConfigError, match="^config argument 'nope': unknown; allowed: "):
+    config_lib.load(os.path.join(REPO, "configs/mnist_mlp.py:nope"))
 
 
 @pytest.mark.parametrize("arg, fields", [

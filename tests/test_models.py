@@ -139,6 +139,36 @@ def test_misshapen_layer_lists_are_config_errors(model, key, value, problem):
     model(**{key: value})
 
 
+@pytest.mark.parametrize("model, key, value, problem", [
+    (mlp.MLP, "hidden", (512, 0), "sizes must be ints > 0"),
+    (mlp.MLP, "hidden", (-3,), "sizes must be ints > 0"),
+    (mlp.MLP, "num_classes", 0, "sizes must be ints > 0"),
+    (cnn.CNN, "conv_features", (32, -64), "sizes must be ints > 0"),
+    (cnn.CNN, "kernel_sizes", (3, 0), "sizes must be ints > 0"),
+    (cnn.CNN, "strides", 0, "sizes must be ints > 0"),
+    (cnn.CNN, "hidden", (0,), "sizes must be ints > 0"),
+    (mlp.MLP, "dropout", 1.0, "must be a dropout rate in [0, 1)"),
+    (mlp.MLP, "dropout", -0.1, "must be a dropout rate in [0, 1)"),
+    (cnn.CNN, "conv_dropout", 1.5, "must be a dropout rate in [0, 1)"),
+    (cnn.CNN, "dropout", "0.5", "must be a dropout rate in [0, 1)"),
+])
+def test_sizes_and_rates_out_of_range_are_config_errors(model, key, value, problem):
+  with pytest.raises(ConfigError, match=rf"^config\.model\.{key}=.*: {re.escape(problem)}$"):
+    model(**{key: value})
+
+
+def test_traced_dropout_rates_are_not_range_checked():
+  x = jnp.ones((2, 4))
+
+  @jax.jit
+  def forward(rate):
+    model = mlp.MLP(hidden=(3,), dropout=rate)
+    return model.apply(model.init(jax.random.key(0), x, train=False), x, train=True,
+                       rngs={"dropout": jax.random.key(1)})
+
+  assert forward(0.5).shape == (2, 10)
+
+
 HIDDEN = (5, 4, 3)  # distinct widths tell the hidden layers apart
 
 

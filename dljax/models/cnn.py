@@ -56,6 +56,10 @@ class CNN(nn.Module):
 
   def __post_init__(self):
     super().__post_init__()
+    for key in ("conv_features", "kernel_sizes", "strides", "hidden", "num_classes"):
+      layers.check_sizes(key, getattr(self, key))
+    for key in ("conv_dropout", "dropout"):
+      layers.check_rate(key, getattr(self, key))
     num_convs = len(self.conv_features)
     if len(self.kernel_sizes) != num_convs:
       raise ConfigError(f"config.model.kernel_sizes={tuple(self.kernel_sizes)}: needs one size "

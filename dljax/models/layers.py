@@ -1,5 +1,6 @@
 """Building blocks shared by the model files: named activations and initialisers, Keras'
-BatchNorm, dropout whose rate may be a traced value, layer-index checks, a fast pool."""
+BatchNorm, dropout whose rate may be a traced value, checks of layer indices, sizes and rates,
+a fast pool."""
 
 from collections.abc import Callable, Sequence
 
@@ -89,6 +90,27 @@ def check_layer_indices(key: str, indices: Sequence[int], num_layers: int, kind:
       isinstance(index, int) and 0 <= index < num_layers for index in indices)):
     raise ConfigError(f"config.model.{key}={indices!r}: must be a tuple of {kind} layer "
                       f"indices in [0, {num_layers})")
+
+
+def check_sizes(key: str, sizes: int | Sequence[int]) -> None:
+  """Raises a one-line ConfigError unless config.model.<key> (layer widths, kernel sizes,
+  strides, ...) is an int > 0 or a sequence of them: Flax would build a layer of 0 units, or fail
+  deep inside XLA, from the others."""
+  values = (sizes,) if isinstance(sizes, int) else sizes
+  if not (isinstance(values, Sequence) and all(
+      isinstance(value, int) and not isinstance(value, bool) and value > 0 for value in values)):
+    raise ConfigError(f"config.model.{key}={sizes!r}: sizes must be ints > 0")
+
+
+def check_rate(key: str, rate: float) -> None:
+  """Raises a one-line ConfigError unless config.model.<key> is a dropout rate in [0, 1).
+
+  A traced rate (trials trained together) is skipped: each was checked as a number before.
+  """
+  if isinstance(rate, jax.core.Tracer):
+    return
+  if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1:
+    raise ConfigError(f"config.model.{key}={rate!r}: must be a dropout rate in [0, 1)")
 
 
 class Dropout(nn.Module):

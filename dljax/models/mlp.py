@@ -36,6 +36,9 @@ class MLP(nn.Module):
 
   def __post_init__(self):
     super().__post_init__()
+    layers.check_sizes("hidden", self.hidden)
+    layers.check_sizes("num_classes", self.num_classes)
+    layers.check_rate("dropout", self.dropout)
     if self.dropout_after is not None:
       layers.check_layer_indices("dropout_after", self.dropout_after, len(self.hidden), "hidden")
     layers.check_layer_indices("batch_norm_after", self.batch_norm_after, len(self.hidden),
