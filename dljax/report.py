@@ -31,11 +31,24 @@ SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.json"
 OUTPUTS = ("report.md", "report.csv", "report.json", "curves.png")
 DONE, UNFINISHED, NOT_STARTED = "done", "unfinished", "not started"
+# What the report reads of results.json and sweep.json.
+RESULTS_KEYS = ("best_validation", "test", "train_seconds", "parameters", "steps", "epochs")
+SWEEP_KEYS = ("config", "sweep", "trials")
 
 
-def _read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
+def read_json(path: str, *keys: str) -> dict[str, Any]:
+  """The JSON object in `path`; raises a one-line ValueError naming the file if it is not
+  valid JSON (e.g. garbled, or cut short by a full disk) or lacks one of `keys`."""
+  try:
+    with open(path) as f:
+      value = json.load(f)
+  except ValueError as error:  # UnicodeDecodeError included
+    raise ValueError(f"{path}: not valid JSON ({error})") from None
+  if not isinstance(value, dict):
+    raise ValueError(f"{path}: holds a {type(value).__name__}, not a JSON object")
+  if missing := [key for key in keys if key not in value]:
+    raise ValueError(f"{path}: has no {missing[0]!r}")
+  return value
 
 
 def is_sweep_dir(path: str) -> bool:
@@ -49,7 +62,7 @@ def sweep_trials(sweep_dir: str) -> dict[str, dict[str, Any] | None]:
   listed = {}
   if os.path.exists(os.path.join(sweep_dir, SWEEP_FILE)):
     listed = {t["name"]: t["overrides"]
-              for t in _read_json(os.path.join(sweep_dir, SWEEP_FILE))["trials"]}
+              for t in read_json(os.path.join(sweep_dir, SWEEP_FILE), *SWEEP_KEYS)["trials"]}
   started = sorted(name for name in os.listdir(sweep_dir)
                    if name not in listed and not is_sweep_dir(os.path.join(sweep_dir, name))
                    and os.path.isdir(os.path.join(sweep_dir, name)))
@@ -67,7 +80,7 @@ def row(workdir: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]
     started = os.path.exists(os.path.join(workdir, "config.json"))
     return {**base, "status": UNFINISHED if started else NOT_STARTED,
             "steps": records[-1]["step"] if records else None, **tail}
-  results = _read_json(results_path)
+  results = read_json(results_path, *RESULTS_KEYS)
   best = results["best_validation"] or {}
   return {**base, "status": DONE, "metric": best.get("metric"), "mode": best.get("mode"),
           "best_validation": best.get("value"), "best_epoch": best.get("epoch"),
@@ -209,7 +222,7 @@ def _sweep_rows(sweep_dir: str) -> tuple[list[dict[str, Any]], str]:
   rows = [row(workdir, overrides) for workdir, overrides in sweep_trials(sweep_dir).items()]
   title = f"Sweep {sweep_dir}"
   if os.path.exists(os.path.join(sweep_dir, SWEEP_FILE)):
-    sweep = _read_json(os.path.join(sweep_dir, SWEEP_FILE))
+    sweep = read_json(os.path.join(sweep_dir, SWEEP_FILE), *SWEEP_KEYS)
     title = f"Sweep {sweep['sweep']} of {sweep['config']} ({sweep_dir})"
   return rows, title
 

@@ -18,12 +18,38 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """All records of `metrics.jsonl` (an empty list if there is none)."""
+  """All records of `metrics.jsonl` (an empty list if there is none).
+
+  A line that is not a record (a JSON object with an int "step" and a str "split"), e.g. one
+  half-written when a run was killed, is skipped with a one-line warning naming the file and the
+  line: it must not block every resume and report. `MetricWriter.truncate_after` then rewrites
+  the file without it.
+  """
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  records = []
+  with open(path, errors="replace") as f:
+    for number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      record = _parse_record(line)
+      if record is None:
+        print(f"Warning: {path}:{number}: not a metrics record, skipped", file=sys.stderr)
+      else:
+        records.append(record)
+  return records
+
+
+def _parse_record(line: str) -> dict | None:
+  """The metrics record on `line`, or None if it is not one."""
+  try:
+    record = json.loads(line)
+  except ValueError:
+    return None
+  is_record = (isinstance(record, dict) and isinstance(record.get("step"), int)
+               and isinstance(record.get("split"), str))
+  return record if is_record else None
 
 
 class MetricWriter:

@@ -366,6 +366,34 @@ def test_report_ranks_by_the_metric_mode_and_lists_unfinished(tmp_path, mode, ex
   assert (sweep_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_report_skips_a_damaged_metrics_line_naming_it(tmp_path, capsys):
+  fake_run(str(tmp_path / "sweep" / "a"), 0.5)
+  fake_run(str(tmp_path / "sweep" / "b"), 0.7, finished=False)
+  for name in ("a", "b"):
+    with open(tmp_path / "sweep" / name / "metrics.jsonl", "a") as f:
+      f.write('{"step": 3, "spl')
+  assert report.main([str(tmp_path / "sweep")]) == 0
+  err = capsys.readouterr().err
+  assert f"{tmp_path / 'sweep' / 'a' / 'metrics.jsonl'}:4: not a metrics record, skipped" in err
+  assert "| - | b | unfinished (step 30) |" in (tmp_path / "sweep" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name, text, problem", [
+    ("a/results.json", '{"best_validation": {"metric": "acc', "not valid JSON"),
+    ("a/results.json", '{"test": {}}', "has no 'best_validation'"),
+    ("sweep.json", "\x00garbage", "not valid JSON"),
+    ("sweep.json", "[]", "holds a list, not a JSON object"),
+])
+def test_report_names_a_garbled_results_or_sweep_file_in_one_line(name, text, problem, tmp_path,
+                                                                 capsys):
+  fake_run(str(tmp_path / "sweep" / "a"), 0.5)
+  (tmp_path / "sweep" / name).write_text(text)
+  assert report.main([str(tmp_path / "sweep")]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f"python -m dljax.report: error: {tmp_path / 'sweep' / name}: {problem}")
+  assert err.count("\n") == 1
+
+
 def test_report_of_listed_workdirs_needs_out_and_one_metric(tmp_path, capsys):
   fake_run(str(tmp_path / "x"), 0.8, "max")
   fake_run(str(tmp_path / "y"), 0.3, "min")
