@@ -37,13 +37,11 @@ def recipe(encoding: str, smoke: bool, **encoding_knobs) -> ml_collections.Confi
   """The clock study's recipe with `encoding`; every clock_* config is this, or starts from it."""
   config = config_lib.trainer_config(
       task="clock",
-      loss="",  # the clock task's loss and outputs come with config.clock.encoding
-      output_activation="",
       batch_size=64,
       num_epochs=60.0,
       early_stopping=dict(metric="error_minutes", mode="min", patience=0, restore_best=True),
   )
-  config.clock = clock.clock_config(encoding, **encoding_knobs)
+  config.clock.update(encoding=encoding, **encoding_knobs)
   config.model = dict(name="cnn", conv_features=(32, 64, 64, 128, 128, 256),
                       kernel_sizes=(3, 3, 3, 3, 3, 3), strides=2, padding="SAME",
                       batch_norm_after=(0, 1, 2, 3, 4, 5), pool_after=(), dropout_after=(),

@@ -52,7 +52,7 @@ def sweep_optimizer():
 def sweep_loss():
   for loss in ("sparse_categorical_crossentropy", "categorical_crossentropy", "poisson",
                "kl_divergence", "mean_squared_error"):
-    yield {"loss": loss}
+    yield {"classification.loss": loss}
 
 
 def sweep_batch():
@@ -69,7 +69,7 @@ def sweep_widths():
 def sweep_output():
   """The output layer's activation (cross-entropy normalises non-softmax outputs, as Keras)."""
   for activation in ("softmax", "softplus", "sigmoid", "exponential"):
-    yield {"output_activation": activation}
+    yield {"classification.output_activation": activation}
 
 
 def sweep_depth():

@@ -4,41 +4,57 @@ A checkpoint is written at every evaluation, on SIGTERM and at the end. It holds
 (params, optimiser state, BatchNorm statistics, ...) and `meta`: the step, the seed, the early
 stopping state and the seconds trained so far. The RNG and the data order are pure functions of
 (seed, step), so step and seed are all it takes to continue with the same batches and the same
-dropout masks. Two checkpoints are kept: the latest, and the best by the validation metric (trials
-trained together keep the two latest).
+dropout masks.
+
+Which checkpoints are kept is one rule, here: the two latest (a damaged latest one leaves the one
+before it to resume from) and the one the trainer selected as best, whichever step that is; the
+trainer names it with every save. Orbax's own BestN is not used: it ranked ties and NaN its own
+way and could delete the checkpoint the trainer meant to test.
 """
 
+import dataclasses
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
+
+KEEP_LATEST = 2
+
+
+@dataclasses.dataclass
+class _KeepLatestAndBest(policies.PreservationPolicy):
+  """Orbax preservation policy: the `latest` newest checkpoints, and step `best` if set."""
+  latest: int
+  best: int | None = None
+
+  def should_preserve(self, checkpoints: Sequence[policies.PolicyCheckpointInfo], *,
+                      context: policies.PreservationContext) -> Sequence[bool]:
+    del context
+    newest = sorted(c.step for c in checkpoints)[-self.latest:]
+    return [c.step in newest or c.step == self.best for c in checkpoints]
 
 
 class Checkpointer:
   """Saves asynchronously (training goes on while files are written); restores onto a mesh."""
 
-  def __init__(self, directory: str, best_metric: str | None, best_mode: str,
-               keep_latest: int = 1):
-    keep = [policies.LatestN(n=keep_latest)]
-    if best_metric:
-      keep.append(policies.BestN(
-          get_metric_fn=lambda metrics: metrics[best_metric], reverse=best_mode == "min", n=1))
+  def __init__(self, directory: str):
+    self._keep = _KeepLatestAndBest(latest=KEEP_LATEST)
+    self.directory = os.path.abspath(directory)  # Orbax's array writer refuses relative paths
     self._manager = ocp.CheckpointManager(
-        os.path.abspath(directory),  # Orbax's array writer refuses relative paths
-        options=ocp.CheckpointManagerOptions(
-            preservation_policy=policies.AnyPreservationPolicy(keep),
-            # Without best_fn Orbax does not write the metrics BestN ranks by.
-            best_fn=(lambda metrics: metrics[best_metric]) if best_metric else None,
-            best_mode=best_mode,
-            enable_async_checkpointing=True))
+        self.directory,
+        options=ocp.CheckpointManagerOptions(preservation_policy=self._keep,
+                                             enable_async_checkpointing=True))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
   def all_steps(self) -> list[int]:
-    return list(self._manager.all_steps())
+    return sorted(self._manager.all_steps())
 
   def delete_after(self, step: int) -> None:
     """Drops the checkpoints of steps after `step` (a resume from `step` will make them again)."""
@@ -46,11 +62,12 @@ class Checkpointer:
       if later > step:
         self._manager.delete(later)
 
-  def save(self, step: int, state: Any, meta: dict, metrics: dict[str, float] | None) -> None:
+  def save(self, step: int, state: Any, meta: dict, best_step: int | None) -> None:
+    """Saves `state` and `meta` as step `step`; `best_step` is the checkpoint to keep as best."""
+    self._keep.best = best_step
     self._manager.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-        metrics=metrics,
         force=True)
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
@@ -65,6 +82,37 @@ class Checkpointer:
     """Only the JSON part of checkpoint `step`."""
     return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
+  def newest_intact(self, abstract_state: Any, at_most: int | None = None,
+                    ) -> tuple[int, Any, dict] | None:
+    """The newest checkpoint (at or before step `at_most`) that restores, as (step, state, meta).
+
+    A damaged one (truncated, garbled, half-deleted by hand) is passed over with a one-line
+    warning and deleted, so the steps after the one resumed from are made again. Raises
+    `Mismatch` if a checkpoint reads but does not fit `abstract_state` (another model): that is
+    a config change, not damage. None if no checkpoint restores.
+    """
+    for step in reversed(self.all_steps()):
+      if at_most is not None and step > at_most:
+        continue
+      check_fits(abstract_state, self.shapes(step), f"checkpoint {step} in {self.directory}")
+      try:
+        return (step, *self.restore(step, abstract_state))
+      except Exception as error:  # any failure to read is damage
+        logging.warning("checkpoint %d in %s is damaged (%s: %s); trying the one before it",
+                        step, self.directory, type(error).__name__, _first_line(error))
+        self._manager.delete(step)
+    return None
+
+  def shapes(self, step: int) -> dict[str, tuple[int, ...]] | None:
+    """{variable path: shape} of checkpoint `step`'s state; None if its metadata is unreadable."""
+    try:
+      metadata = self._manager.item_metadata(step)["state"]
+    except Exception:  # damaged: `newest_intact` finds out when it restores
+      return None
+    if metadata is None:
+      return None
+    return {path: tuple(m.shape) for path, m in flat(metadata).items()}
+
   def wait(self) -> None:
     """Blocks until the last async save is on disk."""
     self._manager.wait_until_finished()
@@ -73,7 +121,60 @@ class Checkpointer:
     self._manager.close()
 
 
+class Mismatch(ValueError):
+  """Saved variables do not fit the state a config builds; the message names the first one."""
+
+
+def check_fits(abstract_state: Any, saved: dict[str, tuple[int, ...]] | None, where: str) -> None:
+  """Raises Mismatch naming the first variable of `abstract_state` missing from `saved` or of
+  another shape there (`saved` None: unknown, nothing to check)."""
+  if saved is None:
+    return
+  for path, leaf in flat(abstract_state).items():
+    if path not in saved:
+      raise Mismatch(f"{where} has no {path} (it holds {_some(saved)})")
+    if tuple(saved[path]) != tuple(leaf.shape):
+      raise Mismatch(f"{where} has {path} of shape {tuple(saved[path])}, this config's is "
+                     f"{tuple(leaf.shape)}")
+
+
+def flat(tree: Any) -> dict[str, Any]:
+  """{'/'-joined path: leaf} of a state (struct dataclasses, dicts, optax states alike)."""
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): leaf
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def read_state(directory: str, step: int) -> dict[str, np.ndarray]:
+  """Checkpoint `step`'s state in `directory` as {'/'-joined path: numpy array}, on the host,
+  whatever the devices that wrote it (for loading another run's weights)."""
+  path = os.path.join(os.path.abspath(directory), str(step), "state")
+  checkpointer = ocp.StandardCheckpointer()
+  on_host = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=on_host),
+                        checkpointer.metadata(path).item_metadata.tree)
+  restored = checkpointer.restore(path, target)
+  return {name: np.asarray(value) for name, value in flat(restored).items()}
+
+
+def read_meta(directory: str, step: int) -> dict | None:
+  """Checkpoint `step`'s meta JSON in `directory` without a manager (another run's workdir)."""
+  try:
+    return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
+        os.path.join(os.path.abspath(directory), str(step), "meta"))
+  except Exception:  # unreadable: the caller falls back
+    return None
+
+
 def abstract_like(state: Any, sharding: jax.sharding.Sharding) -> Any:
   """ShapeDtypeStructs of `state` (arrays or structs) carrying `sharding`, the restore target."""
   return jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)
+
+
+def _some(saved: dict[str, Any], count: int = 3) -> str:
+  names = sorted(saved)
+  return ", ".join(names[:count]) + (f", ... ({len(names)} in all)" if len(names) > count else "")
+
+
+def _first_line(error: Exception) -> str:
+  return next((line.strip() for line in str(error).splitlines() if line.strip()), "")

@@ -9,6 +9,7 @@ import importlib.util
 import math
 import numbers
 import os
+import re
 import traceback
 import types
 from collections.abc import Callable
@@ -21,17 +22,16 @@ from dljax import data, models, optim, tasks
 from dljax.errors import ConfigError
 
 EVAL_MODES = ("min", "max")
+INIT_CHECKPOINTS = ("best", "last")
 
 
-def trainer_config(**overrides) -> ml_collections.ConfigDict:
-  """The trainer's knobs at their defaults; a config file overrides what its recipe needs."""
+def trainer_config(task: str = "classification", **overrides) -> ml_collections.ConfigDict:
+  """The trainer's knobs at their defaults, and the task's own section (`config.<task>`) at its
+  defaults; a config file overrides what its recipe needs and adds `model`, `optimizer` and
+  (unless the task makes its own experience) `data`."""
   config = ml_collections.ConfigDict(dict(
       seed=0,  # the root of every random stream: params, dropout, augmentation, data order
-      task="classification",
-      loss="sparse_categorical_crossentropy",
-      # Applied by the task to the model's logits; with the loss it makes one choice (e.g.
-      # softmax + cross-entropy is fused into log-softmax): see dljax/tasks/classification.py.
-      output_activation="softmax",
+      task=task,
       batch_size=128,  # global: split over all devices of all processes
       eval_batch_size=0,  # 0 = batch_size
       num_epochs=10.0,
@@ -45,7 +45,18 @@ def trainer_config(**overrides) -> ml_collections.ConfigDict:
           patience=0,  # evaluations without improvement before stopping; 0 = never stop
           restore_best=True,  # test (and leave final state) with the best validation params
       ),
+      # Start from another run's weights instead of random ones (transfer learning). Loaded after
+      # init, on a fresh start only: a resumed run continues from its own checkpoints.
+      init_from=dict(
+          path="",  # another run's workdir, or a .npz of '/'-joined variable paths; '' = none
+          checkpoint="best",  # of a workdir: 'best' (its best validation state) or 'last'
+          load=".*",  # regex on variable paths ('params/Dense_0/kernel', 'batch_stats/...')
+          skip="",  # regex of variables not to load, e.g. the old head: 'Dense_2'
+      ),
   ))
+  task_config = tasks.task_config(task)
+  if task_config is not None:
+    config[task] = task_config
   config.update(overrides)
   return config
 
@@ -87,9 +98,17 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None)
   """
   check_finite(config)
   tasks.validate(config)
-  models.build(config.model)  # the model checks its own fields
-  data.validate(config.data)
-  optim.validate(config.optimizer)
+  if "model" in config:
+    models.build(config.model)  # the model checks its own fields
+  if "data" in config:
+    data.validate(config.data)
+  else:  # the task makes its own experience: no epochs to count in
+    _require(config.num_steps > 0, "num_steps", config.num_steps,
+             "must be > 0: the task has no data set to count epochs in")
+    _require(config.eval_every_steps > 0, "eval_every_steps", config.eval_every_steps,
+             "must be > 0: the task has no data set to count epochs in")
+  for section, optimizer in optim.sections(config).items():
+    optim.validate(optimizer, section)
   devices = device_count or jax.device_count()
   for key in ("batch_size", "eval_batch_size"):
     value = config[key]
@@ -108,6 +127,14 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None)
            f"allowed: {', '.join(EVAL_MODES)}")
   _require(stopping.patience >= 0, "early_stopping.patience", stopping.patience,
            "must be >= 0 (0 = never stop early)")
+  init_from = config.init_from
+  _require(init_from.checkpoint in INIT_CHECKPOINTS, "init_from.checkpoint", init_from.checkpoint,
+           f"allowed: {', '.join(INIT_CHECKPOINTS)}")
+  for key in ("load", "skip"):
+    try:
+      re.compile(init_from[key])
+    except re.error as error:
+      _require(False, f"init_from.{key}", init_from[key], f"must be a regular expression ({error})")
 
 
 def check_finite(value: Any, key: str = "config") -> None:

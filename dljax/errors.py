@@ -7,3 +7,8 @@ class ConfigError(ValueError):
 
 class DataError(RuntimeError):
   """A data set is missing, corrupt or cannot be read; the message names the path and the fix."""
+
+
+class RunError(RuntimeError):
+  """A run cannot go on as asked (its workdir is in use, its training diverged); the message says
+  why and what to do."""

@@ -206,38 +206,43 @@ def optimizer_config(name: str, **overrides) -> ml_collections.ConfigDict:
   return config
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError, naming the key, its value and what is allowed, for the first bad knob."""
+def validate(config: ml_collections.ConfigDict, section: str = 'optimizer') -> None:
+  """Raises ConfigError, naming the key, its value and what is allowed, for the first bad knob.
+
+  `section` is where the config sits (`optimizer`, or `optimizers.NAME` for a task with several).
+  """
+  fail = lambda key, value, requirement: _fail(key, value, requirement, section)
   if unknown := sorted(set(config.keys()) - set(_DEFAULTS)):
-    _fail(unknown[0], config[unknown[0]], f'unknown key; allowed: {", ".join(sorted(_DEFAULTS))}')
+    fail(unknown[0], config[unknown[0]], f'unknown key; allowed: {", ".join(sorted(_DEFAULTS))}')
   if missing := sorted(set(_DEFAULTS) - set(config.keys())):
-    raise ConfigError(f'config.optimizer lacks {", ".join(missing)}: build it with '
+    raise ConfigError(f'config.{section} lacks {", ".join(missing)}: build it with '
                       'dljax.optim.optimizer_config')
   if config.name not in OPTIMIZERS:
-    _fail('name', config.name, f'unknown optimizer; allowed: {", ".join(sorted(OPTIMIZERS))}')
+    fail('name', config.name, f'unknown optimizer; allowed: {", ".join(sorted(OPTIMIZERS))}')
   for keys, allowed, requirement in _RANGES:
     for key in keys:
       value = config[key]
       if isinstance(value, jax.core.Tracer):
         continue  # a value of trials trained together: each was checked as a number before
       if isinstance(value, bool) or not isinstance(value, int | float) or not allowed(value):
-        _fail(key, value, requirement)
+        fail(key, value, requirement)
   if config.schedule not in _SCHEDULES:
-    _fail('schedule', config.schedule, f'unknown schedule; allowed: {", ".join(_SCHEDULES)}')
+    fail('schedule', config.schedule, f'unknown schedule; allowed: {", ".join(_SCHEDULES)}')
   boundaries, scales = tuple(config.step_boundaries), tuple(config.step_scales)
   if not all(isinstance(b, int) and b >= 0 for b in boundaries) or sorted(set(boundaries)) != list(
       boundaries):
-    _fail('step_boundaries', boundaries, 'must be increasing integers >= 0')
+    fail('step_boundaries', boundaries, 'must be increasing integers >= 0')
   if len(scales) != len(boundaries) or not all(s >= 0 for s in scales):
-    _fail('step_scales', scales, f'must be {len(boundaries)} numbers >= 0, one per step_boundary')
+    fail('step_scales', scales, f'must be {len(boundaries)} numbers >= 0, one per step_boundary')
   for key in ('freeze', 'regularize'):
     try:
       re.compile(config[key])
     except (re.error, TypeError) as e:
-      _fail(key, config[key], f'must be a regular expression ({e})')
+      fail(key, config[key], f'must be a regular expression ({e})')
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int,
+                           section: str = 'optimizer') -> optax.Schedule:
   """Returns lr(step): linear warm-up from 0 over `warmup_steps`, then `schedule`.
 
   Steps count updates already applied (0 for the first update, as Keras' `optimizer.iterations`);
@@ -247,7 +252,7 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) 
   decay_steps = total_steps - config.warmup_steps
   if config.schedule in ('cosine', 'linear') and decay_steps < 1:
     _fail('warmup_steps', config.warmup_steps,
-          f'must be < total_steps={total_steps} for schedule {config.schedule!r}')
+          f'must be < total_steps={total_steps} for schedule {config.schedule!r}', section)
   schedule = _SCHEDULES[config.schedule](config, decay_steps)
   if not config.warmup_steps:
     return schedule
@@ -255,15 +260,15 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int) 
   return optax.join_schedules([warmup, schedule], [config.warmup_steps])
 
 
-def make_optimizer(config: ml_collections.ConfigDict,
-                   total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
+                   section: str = 'optimizer') -> optax.GradientTransformation:
   """Returns the optimiser `config` describes, in Keras' order of operations.
 
   l1/l2 terms join the gradient first (in Keras they are part of the loss), then clipping, then the
   optimiser proper, then decoupled weight decay; frozen params bypass all of it.
   """
-  validate(config)
-  learning_rate = learning_rate_schedule(config, total_steps)
+  validate(config, section)
+  learning_rate = learning_rate_schedule(config, total_steps, section)
   steps = []
   if trials.nonzero(config.l1) or trials.nonzero(config.l2):
     steps.append(_keras_regularizers(config.l1, config.l2, config.regularize))
@@ -310,5 +315,13 @@ def _path(key_path: jax.tree_util.KeyPath) -> str:
   return jax.tree_util.keystr(key_path, simple=True, separator='/')
 
 
-def _fail(key: str, value: object, requirement: str) -> NoReturn:
-  raise ConfigError(f'config.optimizer.{key}={value!r}: {requirement}')
+def sections(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
+  """Every optimiser of a config by where it sits: `optimizer`, and each `optimizers.NAME` of a
+  task that trains several parts with their own (a GAN's generator and discriminator)."""
+  found = {'optimizer': config.optimizer} if 'optimizer' in config else {}
+  found.update({f'optimizers.{name}': c for name, c in config.get('optimizers', {}).items()})
+  return found
+
+
+def _fail(key: str, value: object, requirement: str, section: str = 'optimizer') -> NoReturn:
+  raise ConfigError(f'config.{section}.{key}={value!r}: {requirement}')

@@ -4,44 +4,80 @@
 differ only in values (seeds, learning rates, dropout rates, ...; `dljax.trials`) at once: their
 states stacked, every step vmapped, each trial's files in its own workdir; `run` is its one-trial
 case. It reads top to bottom as a run happens:
-  1. validate the config and load the data (any mistake stops here, before compiling);
+  1. validate the config, claim the workdir, load the data (any mistake stops here);
   2. build the task and compile its steps for the mesh;
-  3. start from the latest checkpoint in the workdir, or from scratch;
-  4. train: log, evaluate, stop early and checkpoint on schedule; SIGTERM checkpoints and exits;
+  3. start from the newest intact checkpoint in the workdir, or from scratch (or pretrained);
+  4. train: log, stop on divergence, evaluate, stop early and checkpoint on schedule; SIGTERM
+     checkpoints and returns;
   5. test the best (or last) state and write results.json and curves.png.
 
 Every random number comes from one root seed, split into named streams and folded with the step
 or epoch, so a resumed run replays exactly what an uninterrupted run would have done.
 """
 
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import platform
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 
 import dljax
-from dljax import checkpoint, config_lib, data, plots, sharding, tasks, trials, writers
+from dljax import (
+  checkpoint,
+  config_lib,
+  data,
+  plots,
+  pretrained,
+  sharding,
+  tasks,
+  trials,
+  writers,
+)
+from dljax import (
+  workdir as workdir_lib,
+)
 from dljax.data import pipeline
-from dljax.errors import ConfigError
+from dljax.errors import ConfigError, RunError
 
 # Named random streams: fold_in(root, id). Fixed ids keep old runs reproducible as streams grow.
-STREAMS = {"params": 0, "train": 1, "data": 2}
+STREAMS = {"params": 0, "train": 1, "data": 2, "eval": 3, "evaluators": 4}
 Batch = dict[str, jax.Array]
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any] | None:
-  """Trains `config` in `workdir` and returns results.json's contents (None if preempted)."""
-  return run_together([config], [workdir])[0]
+def run(config: ml_collections.ConfigDict, workdir: str, *, restart: bool = False,
+        allow_changes: bool = False) -> dict[str, Any] | None:
+  """Trains `config` in `workdir` and returns results.json's contents (None if preempted).
+
+  A workdir with checkpoints resumes, if `config` is the one they were trained with (up to
+  `workdir.RESUMABLE_KEYS`) or `allow_changes`; `restart` deletes the earlier run's files first.
+  Raises RunError if the workdir is in use or training diverged.
+  """
+  return run_together([config], [workdir], restart=restart, allow_changes=allow_changes)[0]
+
+
+def run_together(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str], *,
+                 restart: bool = False, allow_changes: bool = False) -> list[dict[str, Any] | None]:
+  """Trains trials that differ only in values (`trials.VALUE_KEYS`) together, one per workdir.
+
+  The trials' states are stacked on a leading axis and every step is vmapped over it, in one
+  jit; each workdir ends up as that trial's own `run` would leave it (within float rounding), so
+  one trial is just `run`. Returns each trial's results (None for all if preempted). A trial
+  that diverges stops; the others finish, and then RunError names it.
+  """
+  with contextlib.ExitStack() as held:  # the workdir locks and the signal handlers
+    return _train(configs, workdirs, restart, allow_changes, held)
 
 
 @dataclasses.dataclass
@@ -51,300 +87,432 @@ class _Trial:
   workdir: str
   checkpointer: checkpoint.Checkpointer
   writer: writers.MetricWriter
-  meta: dict[str, Any]  # saved with each checkpoint: step, seed, best, early stopping, seconds
+  changes: dict[str, list[Any]]  # config keys changed since its checkpoints: {key: [old, new]}
+  # Saved with each checkpoint: step, seed, best, early stopping, seconds, divergence.
+  meta: dict[str, Any] = dataclasses.field(default_factory=lambda: {
+      "step": 0, "best": None, "evals_without_improvement": 0, "stopped_early": False,
+      "train_seconds": 0.0})
+  diverged_at: int | None = None
 
   @property
   def active(self) -> bool:
-    return not self.meta["stopped_early"]
+    return not self.meta["stopped_early"] and self.diverged_at is None
 
 
-def run_together(configs: Sequence[ml_collections.ConfigDict],
-                 workdirs: Sequence[str]) -> list[dict[str, Any] | None]:
-  """Trains trials that differ only in values (`trials.VALUE_KEYS`) together, one per workdir.
+class _Data:
+  """The data side of a run: the splits as pipelines, and what each train step gets from the
+  host. A task with no `data` section makes its own experience: no splits, empty batches."""
 
-  The trials' states are stacked on a leading axis and every step is vmapped over it, in one
-  jit; each workdir ends up as that trial's own `run` would leave it (within float rounding), so
-  one trial is just `run`. Returns each trial's results (None for all if preempted).
-  """
-  # 1. Config and data. -------------------------------------------------------------------------
+  def __init__(self, configs: Sequence[ml_collections.ConfigDict], mesh: jax.sharding.Mesh,
+               stack: trials.Stack):
+    config = configs[0]
+    self.splits, self.train, self.eval = None, None, {}
+    self.batch_size = config.batch_size
+    self.eval_batch_size = config.eval_batch_size or config.batch_size
+    self.steps_per_epoch = None
+    if "data" not in config:
+      return
+    self.splits = data.load(config.data, config.seed)
+    self.train = pipeline.make(self.splits.train, mesh, config.data)
+    self.eval = {name: pipeline.make(split, mesh, config.data)
+                 for name, split in (("validation", self.splits.validation),
+                                     ("test", self.splits.test)) if split is not None}
+    self.steps_per_epoch = self.train.num_examples // self.batch_size
+    if self.steps_per_epoch == 0:
+      raise ConfigError(f"config.batch_size={self.batch_size}: larger than the "
+                        f"{self.train.num_examples} train examples")
+    # Trials with one seed see the same batches: one batch then serves them all.
+    self._data_keys = [jax.random.fold_in(jax.random.key(c.seed), STREAMS["data"])
+                       for c in configs]
+    self.shared_batches = len({c.seed for c in configs}) == 1
+    self._stack, self._mesh = stack, mesh
+
+  @property
+  def arrays(self) -> data.Arrays:
+    """What the train step takes whole each step: the train split where it lives on devices."""
+    return self.train.arrays if self.train else {}
+
+  @property
+  def batch_axis(self) -> int | None:
+    """The trials' axis of a train batch: 0 where trials draw batches of their own."""
+    return None if self.train is None or self.shared_batches else 0
+
+  def total_steps(self, config: ml_collections.ConfigDict) -> int:
+    return config.num_steps or max(1, round(config.num_epochs * self.steps_per_epoch))
+
+  def eval_every(self, config: ml_collections.ConfigDict) -> int:
+    return config.eval_every_steps or max(1, round(config.eval_every_epochs *
+                                                   self.steps_per_epoch))
+
+  def epochs(self, step: int) -> float | None:
+    return step / self.steps_per_epoch if self.steps_per_epoch else None
+
+  def feed(self, step: int) -> Any:
+    """What the host sends the train step for its batch (`pipeline`: indices or the batch)."""
+    if self.train is None:
+      return None
+    if self.shared_batches:
+      return self.train.train_feed(self._data_keys[0], step, self.batch_size)
+    feeds = [self.train.train_feed(key, step, self.batch_size) for key in self._data_keys]
+    return self._stack.stack(feeds, sharding.data_sharded(self._mesh, axis=1))
+
+  def batch_from(self, arrays: data.Arrays, feed: Any) -> Batch:
+    """Inside jit: the batch of a feed (for data on the devices, gathered there)."""
+    return {} if self.train is None else self.train.batch_from(arrays, feed)
+
+  def example_eval_batch(self) -> tuple[Batch, jax.Array] | None:
+    return next(next(iter(self.eval.values())).eval_batches(self.eval_batch_size)) if (
+        self.eval) else None
+
+
+def _train(configs, workdirs, restart: bool, allow_changes: bool,
+           held: contextlib.ExitStack) -> list[dict[str, Any] | None]:
+  # 1. Config, workdirs and data. ---------------------------------------------------------------
   if len(configs) != len(workdirs) or len({os.path.abspath(w) for w in workdirs}) < len(configs):
     raise ConfigError(f"{len(configs)} trials need {len(configs)} different workdirs, got "
                       f"{list(workdirs)}")
   for config in configs:
     config_lib.validate(config)
+  preempted = held.enter_context(_PreemptionFlag())  # from here on SIGTERM stops cleanly
+  changes = []
+  for trial_config, workdir in zip(configs, workdirs, strict=True):
+    if jax.process_index() == 0:
+      workdir_lib.lock(workdir, held)
+      if restart:
+        workdir_lib.start_over(workdir)
+    changes.append(workdir_lib.changes(workdir, trial_config, allow_changes))
+  if restart and jax.process_count() > 1:
+    multihost_utils.sync_global_devices("dljax: earlier run deleted")
   values_K = trials.stacked_values(configs)  # {key: [K]}: what the task sees differ
   config = configs[0]  # all else is the same for every trial
   num_trials = len(configs)
   mesh = sharding.make_mesh()
-  splits = data.load(config.data, config.seed)
-  train_data = pipeline.make(splits.train, mesh, config.data)
-  eval_data = {name: pipeline.make(split, mesh, config.data)
-               for name, split in (("validation", splits.validation), ("test", splits.test))
-               if split is not None}
-  batch_size = config.batch_size
-  eval_batch_size = config.eval_batch_size or batch_size
-  steps_per_epoch = train_data.num_examples // batch_size
-  if steps_per_epoch == 0:
-    raise ConfigError(f"config.batch_size={batch_size}: larger than the "
-                      f"{train_data.num_examples} train examples")
-  total_steps = config.num_steps or max(1, round(config.num_epochs * steps_per_epoch))
-  eval_every = config.eval_every_steps or max(1, round(config.eval_every_epochs * steps_per_epoch))
   replicated = sharding.replicated(mesh)
   stack = trials.Stack(num_trials, replicated)
+  feed = _Data(configs, mesh, stack)
+  total_steps, eval_every = feed.total_steps(config), feed.eval_every(config)
   roots = [jax.random.key(c.seed) for c in configs]
   params_key_K = sharding.put_replicated(stack.stack(
       [jax.random.fold_in(root, STREAMS["params"]) for root in roots], replicated), mesh)
-  # The train keys and the values are constants of the compiled step, not arguments: passing
-  # them every step cost the MNIST MLP 8% of its examples/s.
-  train_keys = [jax.random.fold_in(root, STREAMS["train"]) for root in roots]
-  train_key_K = train_keys[0] if num_trials == 1 else jnp.stack(train_keys)
-  # Trials with one seed see the same batches: one batch then serves them all.
-  data_keys = [jax.random.fold_in(root, STREAMS["data"]) for root in roots]
-  shared_batches = len({c.seed for c in configs}) == 1
-  batch_axis = None if shared_batches else 0
-
-  def train_feed(step: int):
-    """What the host sends the train step for its batch (`pipeline`: indices or the batch)."""
-    if shared_batches:
-      return train_data.train_feed(data_keys[0], step, batch_size)
-    return stack.stack([train_data.train_feed(key, step, batch_size) for key in data_keys],
-                       sharding.data_sharded(mesh, axis=1))
+  # The train and eval keys and the values are constants of the compiled steps, not arguments:
+  # passing them every step cost the MNIST MLP 8% of its examples/s.
+  stream_keys = lambda name: [jax.random.fold_in(root, STREAMS[name]) for root in roots]
+  train_key_K, eval_key_K = (keys[0] if num_trials == 1 else jnp.stack(keys)
+                             for keys in (stream_keys("train"), stream_keys("eval")))
+  evaluator_keys = stream_keys("evaluators")
 
   # 2. The task, built inside the trace from each trial's values, compiled for the mesh. --------
-  task = tasks.build(config, splits, total_steps)
+  task = tasks.build(config, feed.splits, total_steps)
 
-  def task_with(values):
+  def task_with(values) -> tasks.Task:
     """The task of one trial, its values traced; the one task when all trials share them."""
-    return tasks.build(trials.with_values(config, values), splits, total_steps) if values else task
+    return tasks.build(trials.with_values(config, values), feed.splits, total_steps) if (
+        values) else task
 
   def init(params_key_K, batch):
     return stack.vmap(lambda values, params_key, batch: task_with(values).init(params_key, batch),
-                      in_axes=(0, 0, batch_axis))(values_K, params_key_K, batch)
+                      in_axes=(0, 0, feed.batch_axis))(values_K, params_key_K, batch)
 
-  def train_step(state, data_arrays, feed, step):
+  def train_step(state, data_arrays, batch_feed, step):
     # The batch is made inside the step (for data on the devices, gathered): one dispatch a step.
-    batch = train_data.batch_from(data_arrays, feed)
+    batch = feed.batch_from(data_arrays, batch_feed)
     # A trial that stopped early trains on with the others (no masking: it would cost every
     # step); its results come from its checkpoints, the last of which it saved when it stopped.
     return stack.vmap(lambda values, train_key, state, batch: task_with(values).train_step(
         state, batch, jax.random.fold_in(train_key, step)),
-        in_axes=(0, 0, 0, batch_axis))(values_K, train_key_K, state, batch)
+        in_axes=(0, 0, 0, feed.batch_axis))(values_K, train_key_K, state, batch)
 
-  def eval_sums(state, batch, mask_B):
-    metrics = stack.vmap(lambda values, state: task_with(values).eval_step(state, batch),
-                         in_axes=(0, 0))(values_K, state)
+  def eval_sums(state, batch, mask_B, batch_index):
+    # The eval key depends on the batch, not the step: every evaluation sees the same noise.
+    values = stack.vmap(lambda values, eval_key, state: task_with(values).eval_step(
+        state, batch, jax.random.fold_in(eval_key, batch_index)),
+        in_axes=(0, 0, 0))(values_K, eval_key_K, state)
     return {name: jnp.sum(jnp.where(mask_B, value_B, 0.0), axis=-1)
-            for name, value_B in metrics.items()}
+            for name, value_B in values.items()}
 
-  example_feed = train_feed(0)
-  example_batch = jax.jit(train_data.batch_from)(train_data.arrays, example_feed)
-  example_eval_batch = next(next(iter(eval_data.values())).eval_batches(eval_batch_size))
+  example_feed = feed.feed(0)
+  example_batch = jax.jit(feed.batch_from)(feed.arrays, example_feed)
+  example_eval_batch = feed.example_eval_batch()
   compile_start = time.perf_counter()
   try:
     init = jax.jit(init, out_shardings=replicated)
     abstract_state = checkpoint.abstract_like(
         jax.eval_shape(init, params_key_K, example_batch), replicated)
     train_step = jax.jit(train_step, donate_argnums=0, out_shardings=replicated).lower(
-        abstract_state, train_data.arrays, example_feed, np.int32(0)).compile()
-    eval_sums = jax.jit(eval_sums, out_shardings=replicated).lower(
-        abstract_state, *example_eval_batch).compile()
+        abstract_state, feed.arrays, example_feed, np.int32(0)).compile()
+    if example_eval_batch is not None:
+      eval_sums = jax.jit(eval_sums, out_shardings=replicated).lower(
+          abstract_state, *example_eval_batch, np.int32(0)).compile()
   except jax.errors.ConcretizationTypeError as error:
     raise ConfigError(f"trials differing in {', '.join(values_K)} cannot train together: the "
                       f"task needs one of them as a Python number ({error})") from None
   compile_seconds = time.perf_counter() - compile_start
   abstract_trial_state = stack.one(abstract_state)  # what a trial's checkpoints hold
   stopping = config.early_stopping
-  track_best = "validation" in eval_data
-  metric_names = jax.eval_shape(task.eval_step, abstract_trial_state, example_eval_batch[0])
-  if track_best and stopping.metric not in metric_names:
+  split_metric_names = _split_metric_names(task, abstract_trial_state, example_eval_batch)
+  track_best = "validation" in feed.eval or bool(task.evaluators)
+  if track_best and not task.evaluators and stopping.metric not in split_metric_names:
     raise ConfigError(f"config.early_stopping.metric={stopping.metric!r}: not a metric of task "
-                      f"{config.task!r}; allowed: {', '.join(sorted(metric_names))}")
+                      f"{config.task!r}; allowed: {', '.join(sorted(split_metric_names))}")
 
   def evaluate(state, split: str) -> list[dict[str, float]]:
-    """Each trial's mean metrics on `split`."""
-    sums = jax.device_get([eval_sums(state, batch, mask)
-                           for batch, mask in eval_data[split].eval_batches(eval_batch_size)])
+    """Each trial's metrics on `split`: `eval_step`'s values summed, then `finalize`d."""
+    split_data = feed.eval[split]
+    sums = jax.device_get([eval_sums(state, batch, mask, np.int32(index)) for index, (
+        batch, mask) in enumerate(split_data.eval_batches(feed.eval_batch_size))])
     totals_K = {name: np.sum([stack.per_trial(s[name]) for s in sums], axis=0)
                 for name in sums[0]}
-    return [{name: float(total_K[k]) / eval_data[split].num_examples
-             for name, total_K in totals_K.items()} for k in range(num_trials)]
+    return [task.finalize({name: float(total_K[k]) for name, total_K in totals_K.items()},
+                          split_data.num_examples) for k in range(num_trials)]
+
+  def assess(state, split: str, step: int, runs: list[_Trial]) -> list[dict[str, float] | None]:
+    """The metrics of each active trial on `split` ('validation' or 'test'): the split's, if
+    the data has it, and the evaluators' (which also write their artefacts)."""
+    metrics = evaluate(state, split) if split in feed.eval else [{} for _ in runs]
+    for k, run_k in enumerate(runs):
+      if not (run_k.active if split == "validation" else run_k.diverged_at is None):
+        metrics[k] = None
+        continue
+      artefacts = writers.Artefacts(run_k.workdir, run_k.writer, step, split)
+      for evaluator in task.evaluators:
+        metrics[k].update(evaluator(stack.take(state, k), evaluator_keys[k], artefacts))
+    return metrics
 
   # 3. Start or resume. --------------------------------------------------------------------------
-  runs = []
-  for trial_config, workdir in zip(configs, workdirs, strict=True):
-    os.makedirs(workdir, exist_ok=True)
-    _write_json(os.path.join(workdir, "config.json"), _run_info(trial_config, num_trials))
-    runs.append(_Trial(
-        config=trial_config, workdir=workdir,
-        # Trials trained together keep two latest checkpoints: a crash between two trials'
-        # saves leaves the previous step for every trial to resume from.
-        checkpointer=checkpoint.Checkpointer(
-            os.path.join(workdir, "checkpoints"), stopping.metric if track_best else None,
-            stopping.mode, keep_latest=1 if num_trials == 1 else 2),
-        writer=writers.MetricWriter(workdir),
-        meta={"step": 0, "seed": trial_config.seed, "best": None, "evals_without_improvement": 0,
-              "stopped_early": False, "train_seconds": 0.0}))
-  state, step = _start(runs, abstract_trial_state,
-                       lambda states: stack.stack(states, replicated),
+  runs = [_Trial(config=c, workdir=w, changes=changes_k,
+                 checkpointer=checkpoint.Checkpointer(os.path.join(w, "checkpoints")),
+                 writer=writers.MetricWriter(w))
+          for c, w, changes_k in zip(configs, workdirs, changes, strict=True)]
+  state, step = _start(runs, abstract_trial_state, stack,
                        lambda: init(params_key_K, example_batch))
+  for run_k in runs:
+    _write_json(os.path.join(run_k.workdir, workdir_lib.CONFIG_FILE),
+                _run_info(run_k, num_trials, step, feed.splits))
 
   # 4. Train. ------------------------------------------------------------------------------------
-  preempted = _PreemptionFlag()
   progress = writers.Progress(total_steps, step)
   window = []  # train metrics (on device) since the last log line
-  first_step = step
   segment_start = time.perf_counter()  # train time excludes evaluation and checkpointing
-  while step < total_steps and any(r.active for r in runs):
-    state, metrics = train_step(state, train_data.arrays, train_feed(step), np.int32(step))
+  stop = preempted(step)  # SIGTERM while loading or compiling: nothing to save yet
+  while not stop and step < total_steps and any(r.active for r in runs):
+    state, metrics = train_step(state, feed.arrays, feed.feed(step), np.int32(step))
     step += 1
     window.append(metrics)
     is_eval = step % eval_every == 0 or step == total_steps
-    stop = False
     if step % config.log_every_steps == 0 or is_eval:
       # Logs close at every evaluation too, and SIGTERM is only acted on when a log closes, so
-      # log windows line up however often a run is stopped and resumed.
-      means_K = {name: np.mean([stack.per_trial(m[name]) for m in jax.device_get(window)],
-                               axis=0) for name in metrics}
+      # log windows line up however often a run is stopped and resumed; and divergence is seen
+      # before any checkpoint could hold it.
+      window_K = {name: np.stack([stack.per_trial(m[name]) for m in jax.device_get(window)])
+                  for name in metrics}  # {name: [steps, K]}
       for k, run_k in enumerate(runs):
         if run_k.active:
-          run_k.writer.write(step, "train", {name: float(m[k]) for name, m in means_K.items()})
-      progress.update(len(window), {name: float(np.mean([m[k] for k, r in enumerate(runs)
-                                                          if r.active]))
-                                    for name, m in means_K.items()})
+          run_k.diverged_at = _first_non_finite(window_K, k, step - len(window) + 1)
+          if run_k.active:
+            run_k.writer.write(step, "train", {name: float(np.mean(values[:, k]))
+                                               for name, values in window_K.items()})
+      active = [k for k, r in enumerate(runs) if r.active]
+      progress.update(len(window), {name: float(np.mean(values[:, active]))
+                                    for name, values in window_K.items()} if active else None)
       window = []
       stop = preempted(step)
-    if is_eval or stop:
+    if (is_eval or stop) and any(r.active for r in runs):
       jax.block_until_ready(state)
       seconds = time.perf_counter() - segment_start
-      validation = evaluate(state, "validation") if is_eval and track_best else None
+      validation = assess(state, "validation", step, runs) if is_eval and track_best else None
       for k, run_k in enumerate(runs):
         if not run_k.active:
           continue
         run_k.meta.update(step=step, train_seconds=run_k.meta["train_seconds"] + seconds)
         if validation is not None:
+          _check_metric(stopping, validation[k], config.task)
           run_k.writer.write(step, "validation", validation[k])
           _update_early_stopping(run_k.meta, validation[k], step, stopping)
-        run_k.checkpointer.save(step, stack.take(state, k), run_k.meta,
-                                validation and validation[k])
+        best = run_k.meta["best"]
+        run_k.checkpointer.save(step, stack.take(state, k), run_k.meta, best and best["step"])
       segment_start = time.perf_counter()
-    if stop:
-      for run_k in runs:
-        run_k.checkpointer.wait()
-        run_k.writer.close()
-      progress.close()
-      return [None] * num_trials
   progress.close()
   for run_k in runs:
     run_k.checkpointer.wait()
+  if stop:
+    for run_k in runs:
+      run_k.writer.close()
+      run_k.checkpointer.close()
+    return [None] * num_trials
 
   # 5. Test and write results. -------------------------------------------------------------------
+  diverged = [r for r in runs if r.diverged_at is not None]
+  if len(diverged) == num_trials:
+    for run_k in runs:
+      run_k.writer.close()
+      run_k.checkpointer.close()
+    raise RunError("; ".join(_divergence_message(r) for r in diverged))
   tested_states = []
   for k, run_k in enumerate(runs):
     best, last_step = run_k.meta["best"], run_k.meta["step"]
     run_k.meta["tested_step"] = (best["step"] if stopping.restore_best and best is not None
                                  else last_step)
     tested_states.append(
-        stack.take(state, k) if run_k.meta["tested_step"] == step
+        stack.take(state, k) if run_k.meta["tested_step"] == step or run_k in diverged
         else run_k.checkpointer.restore(run_k.meta["tested_step"], abstract_trial_state)[0])
   state = stack.stack(tested_states, replicated)
   test_start = time.perf_counter()
-  tests = evaluate(state, "test")
+  tests = assess(state, "test", step, runs)
   test_seconds = time.perf_counter() - test_start
   results = []
   for k, run_k in enumerate(runs):
+    run_k.checkpointer.close()
+    if run_k in diverged:
+      run_k.writer.close()
+      results.append(None)
+      continue
     test, meta = tests[k], run_k.meta
-    if task.analyze is not None:
-      outputs, examples = _gather_test(tested_states[k], task, eval_data["test"], eval_batch_size)
+    if task.analyze is not None and "test" in feed.eval:
+      outputs, examples = _gather_test(tested_states[k], task, feed.eval["test"],
+                                       feed.eval_batch_size, stream_keys("eval")[k])
       if jax.process_index() == 0:
-        test.update(task.analyze(outputs, examples, run_k.workdir))
-    best, steps_run = meta["best"], meta["step"] - first_step
+        test.update(task.analyze(tested_states[k], outputs, examples, run_k.workdir))
+    best = meta["best"]
     results.append({
         "best_validation": best and {
             "metric": stopping.metric, "mode": stopping.mode, "value": best["value"],
-            "step": best["step"], "epoch": best["step"] / steps_per_epoch,
-            "metrics": best["metrics"]},
+            "step": best["step"], "epoch": feed.epochs(best["step"]), "metrics": best["metrics"]},
         "test": test,
         "tested_step": meta["tested_step"],
         "steps": meta["step"],
-        "epochs": meta["step"] / steps_per_epoch,
+        "epochs": feed.epochs(meta["step"]),
         "stopped_early": meta["stopped_early"],
         "parameters": int(sum(np.prod(x.shape) for x in jax.tree.leaves(tested_states[k].params))),
         "train_seconds": meta["train_seconds"],
         "compile_seconds": compile_seconds,
-        "examples_per_second": (steps_run * batch_size / meta["train_seconds"]
-                                if steps_run > 0 else None),
-        "inference_ms_per_example": 1000 * test_seconds / num_trials / eval_data[
-            "test"].num_examples,
+        # Over every step the run took and every second it trained, across resumptions.
+        "steps_per_second": meta["step"] / meta["train_seconds"] if meta["train_seconds"] else None,
+        "examples_per_second": (meta["step"] * feed.batch_size / meta["train_seconds"]
+                                if meta["train_seconds"] and feed.train else None),
+        "inference_ms_per_example": (1000 * test_seconds / num_trials / feed.eval[
+            "test"].num_examples) if "test" in feed.eval else None,
         "trials_together": num_trials,
     })
     run_k.writer.write(meta["step"], "test", test)
     run_k.writer.close()
-    run_k.checkpointer.close()
     if jax.process_index() == 0:
       _write_json(os.path.join(run_k.workdir, "results.json"), results[-1])
-      plots.curves(writers.read_metrics(run_k.workdir), steps_per_epoch,
+      plots.curves(writers.read_metrics(run_k.workdir), feed.steps_per_epoch,
                    os.path.join(run_k.workdir, "curves.png"))
+  if diverged:
+    raise RunError("; ".join(_divergence_message(r) for r in diverged))
   return results
 
 
-def _start(runs: list[_Trial], abstract_trial_state, stack_states, init) -> tuple[Any, int]:
-  """The trials' stacked state and the step to go on from: their checkpoints, or `init()`.
+def _start(runs: list[_Trial], abstract_trial_state, stack: trials.Stack,
+           init: Callable[[], Any]) -> tuple[Any, int]:
+  """The trials' stacked state and the step to go on from: their checkpoints, or a fresh start.
 
-  Trials still training resume from the latest step all of them have (they save together;
-  a crash between two saves leaves one trial a step ahead, and its later checkpoints are
-  dropped: they will be made again, the same). A trial that stopped early resumes stopped.
+  Each trial goes on from its newest intact checkpoint (a damaged one is passed over with a
+  warning). Trials still training resume from the latest step all of them have (they save
+  together; a crash between two saves leaves one trial a step ahead, and its later checkpoints
+  are dropped: they will be made again, the same). A trial that stopped early resumes stopped.
+  A fresh start loads `config.init_from`'s weights into the initial state, if it names any.
   """
-  latest = [r.checkpointer.latest_step() for r in runs]
-  if all(step is None for step in latest):
-    return init(), 0
-  if None in latest:
+  def restore(run_k: _Trial, at_most: int | None):
+    try:
+      return run_k.checkpointer.newest_intact(abstract_trial_state, at_most)
+    except checkpoint.Mismatch as error:
+      raise ConfigError(f"{error}: the checkpoints were trained with another model; use "
+                        "--restart or another --workdir") from None
+
+  found = [restore(run_k, None) if run_k.checkpointer.all_steps() else None for run_k in runs]
+  if all(f is None for f in found):
+    for run_k in runs:  # what a run that died before its first checkpoint wrote
+      run_k.writer.truncate_after(0)
+    state = init()
+    if runs[0].config.init_from.path:
+      state = stack.stack([pretrained.load_into(stack.take(state, k), r.config.init_from)
+                           for k, r in enumerate(runs)], stack.sharding)
+    return state, 0
+  if None in found:
     raise ConfigError(
-        f"{runs[latest.index(None)].workdir} has no checkpoints but {runs[0].workdir} has: "
+        f"{runs[found.index(None)].workdir} has no intact checkpoints but {runs[0].workdir} has: "
         "trials trained together resume together; train the new ones separately")
-  metas = [r.checkpointer.restore_meta(s) for r, s in zip(runs, latest, strict=True)]
-  still_training = [s for s, meta in zip(latest, metas, strict=True) if not meta["stopped_early"]]
-  step = min(still_training, default=max(latest))
+  still_training = [f[0] for f in found if not f[2]["stopped_early"]]
+  step = min(still_training, default=max(f[0] for f in found))
   states = []
-  for run_k, latest_k, meta in zip(runs, latest, metas, strict=True):
-    resume_step = latest_k if meta["stopped_early"] else step
-    if resume_step not in run_k.checkpointer.all_steps():
-      raise ConfigError(f"{run_k.workdir}: no checkpoint at step {resume_step}, where the trials "
-                        f"trained with it resume; train it separately")
+  for run_k, (found_step, state_k, meta) in zip(runs, found, strict=True):
+    resume_step = found_step if meta["stopped_early"] else step
+    if found_step != resume_step:
+      found_step, state_k, meta = restore(run_k, resume_step) or (None, None, None)
+      if found_step != resume_step:
+        raise ConfigError(f"{run_k.workdir}: no intact checkpoint at step {resume_step}, where "
+                          "the trials trained with it resume; train it separately")
     run_k.checkpointer.delete_after(resume_step)
-    state_k, run_k.meta = run_k.checkpointer.restore(resume_step, abstract_trial_state)
-    if run_k.meta["seed"] != run_k.config.seed:
-      raise ConfigError(f"config.seed={run_k.config.seed}: the checkpoints in {run_k.workdir} "
-                        f"were trained with seed {run_k.meta['seed']}; use that seed or a new "
-                        "workdir")
+    run_k.meta = meta
     run_k.writer.truncate_after(resume_step)
     states.append(state_k)
-  return stack_states(states), step
+  return stack.stack(states, stack.sharding), step
 
 
-def _gather_test(state, task: tasks.Task, test_data, batch_size: int):
-  """Per-example `predict` (else `eval_step`) outputs and the test examples, on the host, in order.
+def _split_metric_names(task: tasks.Task, abstract_state, example_eval_batch) -> set[str]:
+  """The metrics `finalize` makes of `eval_step`'s values (none without eval data)."""
+  if example_eval_batch is None:
+    return set()
+  values = jax.eval_shape(task.eval_step, abstract_state, example_eval_batch[0],
+                          jax.random.key(0))
+  return set(task.finalize(dict.fromkeys(values, 1.0), 1))
+
+
+def _check_metric(stopping: ml_collections.ConfigDict, metrics: dict[str, float],
+                  task_name: str) -> None:
+  if stopping.metric not in metrics:
+    raise ConfigError(f"config.early_stopping.metric={stopping.metric!r}: not a metric of task "
+                      f"{task_name!r}; allowed: {', '.join(sorted(metrics))}")
+
+
+def _first_non_finite(window_K: dict[str, np.ndarray], k: int, first_step: int) -> int | None:
+  """The step of trial `k`'s first non-finite train metric in a log window, if any."""
+  bad_S = ~np.all([np.isfinite(values[:, k]) for values in window_K.values()], axis=0)
+  return first_step + int(np.argmax(bad_S)) if bad_S.any() else None
+
+
+def _divergence_message(run_k: _Trial) -> str:
+  return (f"{run_k.workdir}: training diverged: a non-finite loss at step {run_k.diverged_at}; "
+          f"its last checkpoint (step {run_k.meta['step']}) is finite: resume from it with a "
+          "changed config (e.g. a lower learning rate) and --allow_changes, or --restart")
+
+
+def _gather_test(state, task: tasks.Task, test_data, batch_size: int, eval_key: jax.Array):
+  """Per-example `eval_step` values and `predict` outputs, and the test examples, on the host, in
+  order.
 
   Reads the examples back from the eval batches, so it works for either input pipeline and for
   any number of processes (each batch is gathered from all of them).
   """
-  predict = jax.jit(task.predict or task.eval_step)
-  outputs, examples = [], []
-  for batch, mask_B in test_data.eval_batches(batch_size):
+  def outputs(state, batch, rng):
+    return {**task.eval_step(state, batch, rng),
+            **(task.predict(state, batch, rng) if task.predict else {})}
+
+  outputs = jax.jit(outputs)
+  gathered_outputs, examples = [], []
+  for index, (batch, mask_B) in enumerate(test_data.eval_batches(batch_size)):
     batch_outputs, batch, mask_B = multihost_utils.process_allgather(
-        (predict(state, batch), batch, mask_B), tiled=True)
-    outputs.append({name: value[mask_B] for name, value in batch_outputs.items()})
+        (outputs(state, batch, jax.random.fold_in(eval_key, index)), batch, mask_B), tiled=True)
+    gathered_outputs.append({name: value[mask_B] for name, value in batch_outputs.items()})
     examples.append({name: value[mask_B] for name, value in batch.items()})
   concatenate = lambda parts: {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-  return concatenate(outputs), concatenate(examples)
+  return concatenate(gathered_outputs), concatenate(examples)
 
 
 def _update_early_stopping(meta: dict, validation: dict[str, float], step: int,
                            stopping: ml_collections.ConfigDict) -> None:
-  """Tracks the best validation value; stops after `patience` evaluations without a better one."""
+  """Tracks the best validation value; stops after `patience` evaluations without a better one.
+
+  The one rule for "best": strictly better than the best so far, so of equal values the first
+  stays best; a non-finite value is never best (the checkpointer keeps whichever step this
+  selects).
+  """
   value = validation[stopping.metric]
   best = meta["best"]
-  improved = best is None or (value < best["value"] if stopping.mode == "min"
-                              else value > best["value"])
+  improved = math.isfinite(value) and (best is None or (
+      value < best["value"] if stopping.mode == "min" else value > best["value"]))
   if improved:
     meta["best"] = {"value": value, "step": step, "metrics": validation}
     meta["evals_without_improvement"] = 0
@@ -356,18 +524,28 @@ def _update_early_stopping(meta: dict, validation: dict[str, float], step: int,
 
 class _PreemptionFlag:
   """True once SIGTERM (or SIGUSR2, SLURM's time-limit warning as submitit asks for it) has
-  arrived, on every process at the same step.
+  arrived, on every process at the same step; the previous handlers come back on exit.
 
   A single process just checks a flag its handler set. Several processes must agree on the step
   they checkpoint at (the save is collective), which JAX's preemption sync point arranges.
   """
 
+  _SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
   def __init__(self):
     self._received = False
     self._multi_process = jax.process_count() > 1
+    self._previous = {}
+
+  def __enter__(self):
     if not self._multi_process:
-      for signum in (signal.SIGTERM, signal.SIGUSR2):
-        signal.signal(signum, self._handle)
+      self._previous = {signum: signal.signal(signum, self._handle) for signum in self._SIGNALS}
+    return self
+
+  def __exit__(self, *exc_info):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    return False
 
   def _handle(self, signum, frame):
     del signum, frame
@@ -379,10 +557,22 @@ class _PreemptionFlag:
     return self._received
 
 
-def _run_info(config: ml_collections.ConfigDict, trials_together: int) -> dict[str, Any]:
+def _run_info(run_k: _Trial, trials_together: int, step: int,
+              splits: data.Splits | None) -> dict[str, Any]:
+  """config.json: the config, the software and hardware that ran it, and every config change a
+  resumption made (with the step it took effect)."""
   devices = jax.devices()
+  earlier = workdir_lib.read_info(run_k.workdir) if step else None
+  history = list((earlier or {}).get("changes", []))
+  if run_k.changes:
+    history.append({"step": step, "changed": run_k.changes})
+    logging.warning("%s: resuming at step %d with a changed config: %s", run_k.workdir, step,
+                    ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in
+                              run_k.changes.items()))
   return {
-      "config": config.to_dict(),
+      "config": run_k.config.to_dict(),
+      "changes": history,
+      "label_names": splits and splits.label_names,
       "trials_together": trials_together,
       "dljax_version": dljax.__version__,
       "jax_version": jax.__version__,

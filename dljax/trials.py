@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from dljax import workdir
 from dljax.errors import ConfigError
 
 # Keys whose values may differ between trials trained together. Every other key decides a shape,
@@ -41,19 +42,16 @@ VALUE_KEYS = (
 )
 
 
+def is_value_key(key: str) -> bool:
+  """A key of VALUE_KEYS, or the same knob of one of several optimisers (`optimizers.NAME.KNOB`)."""
+  section, _, knob = key.rpartition(".")
+  return key in VALUE_KEYS or (section.startswith("optimizers.") and f"optimizer.{knob}" in
+                               VALUE_KEYS)
+
+
 def nonzero(value: Any) -> bool:
   """False only for a number equal to 0; a traced value may be anything, so it counts as nonzero."""
   return not isinstance(value, int | float) or value != 0
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-  flat = {}
-  for name, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{name}."))
-    else:
-      flat[f"{prefix}{name}"] = value
-  return flat
 
 
 def differing(configs: Sequence[ml_collections.ConfigDict]) -> dict[str, list[Any]]:
@@ -63,12 +61,12 @@ def differing(configs: Sequence[ml_collections.ConfigDict]) -> dict[str, list[An
   VALUE_KEYS, a value that is not a number, or seeds that differ where the seed also draws the
   validation split.
   """
-  flats = [_flatten(config.to_dict()) for config in configs]
+  flats = [workdir.flatten(config.to_dict()) for config in configs]
   keys = sorted(set().union(*flats))
   found = {key: [flat.get(key) for flat in flats] for key in keys
            if any(flat.get(key) != flats[0].get(key) for flat in flats)}
   for key, values in found.items():
-    if key not in VALUE_KEYS:
+    if not is_value_key(key):
       raise ConfigError(f"config.{key} differs between trials trained together ({values[0]!r}, "
                         f"{values[1]!r}, ...); only these may: {', '.join(VALUE_KEYS)}")
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
@@ -81,8 +79,8 @@ def differing(configs: Sequence[ml_collections.ConfigDict]) -> dict[str, list[An
 
 def group_key(config: ml_collections.ConfigDict) -> str:
   """Equal for configs that can train together: the config without VALUE_KEYS, as JSON."""
-  flat = {key: value for key, value in _flatten(config.to_dict()).items()
-          if key not in VALUE_KEYS}
+  flat = {key: value for key, value in workdir.flatten(config.to_dict()).items()
+          if not is_value_key(key)}
   return json.dumps(flat, sort_keys=True, default=repr)
 
 
@@ -117,6 +115,7 @@ class Stack:
 
   def __init__(self, size: int, sharding: jax.sharding.Sharding):
     self.size = size
+    self.sharding = sharding  # of stacked states
     self._take = jax.jit(lambda tree, k: jax.tree.map(lambda x: x[k], tree), out_shardings=sharding)
 
   def vmap(self, fn: Callable, in_axes: tuple) -> Callable:

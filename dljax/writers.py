@@ -4,14 +4,17 @@ Only process 0 writes. TensorBoard events are written with the `tensorboard` pac
 event writer and protos, so no TensorFlow is needed.
 """
 
+import io
 import json
 import os
 import sys
 import time
 
 import jax
+import numpy as np
 import tqdm
-from tensorboard.compat.proto import event_pb2, summary_pb2
+from PIL import Image
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_pb2
 from tensorboard.summary.writer import event_file_writer
 
 METRICS_FILE = "metrics.jsonl"
@@ -88,9 +91,63 @@ class MetricWriter:
     self._tensorboard.add_event(event_pb2.Event(
         wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values)))
 
+  def summary(self, step: int, value: summary_pb2.Summary.Value) -> None:
+    """Adds one TensorBoard summary value (an image, a text) at `step`."""
+    if self._active:
+      self._tensorboard.add_event(event_pb2.Event(
+          wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[value])))
+
   def close(self) -> None:
     if self._tensorboard is not None:
       self._tensorboard.close()
+
+
+SAMPLES_DIR = "samples"
+
+
+class Artefacts:
+  """What an evaluator shows people at one evaluation: PNGs and text files under
+  WORKDIR/samples/NAME/ (`step_00001200.png`, or `test.png` for the tested state) and the same
+  as TensorBoard images and text. Only process 0 writes."""
+
+  def __init__(self, workdir: str, writer: MetricWriter, step: int, split: str):
+    self._directory = os.path.join(workdir, SAMPLES_DIR)
+    self._writer = writer
+    self._step = step
+    self._stem = "test" if split == "test" else f"step_{step:08d}"
+    self._active = jax.process_index() == 0
+
+  def _path(self, name: str, suffix: str) -> str:
+    os.makedirs(os.path.join(self._directory, name), exist_ok=True)
+    return os.path.join(self._directory, name, self._stem + suffix)
+
+  def image(self, name: str, image_HWC: np.ndarray) -> None:
+    """Writes an image: uint8, or floats in [0, 1]; 1 or 3 channels."""
+    if not self._active:
+      return
+    image_HWC = np.asarray(image_HWC)
+    if image_HWC.dtype != np.uint8:
+      image_HWC = np.round(np.clip(image_HWC, 0.0, 1.0) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(image_HWC[..., 0] if image_HWC.shape[-1] == 1 else image_HWC).save(
+        buffer, format="png")
+    with open(self._path(name, ".png"), "wb") as f:
+      f.write(buffer.getvalue())
+    height, width, channels = image_HWC.shape
+    self._writer.summary(self._step, summary_pb2.Summary.Value(tag=name, image=(
+        summary_pb2.Summary.Image(height=height, width=width, colorspace=channels,
+                                  encoded_image_string=buffer.getvalue()))))
+
+  def text(self, name: str, text: str) -> None:
+    if not self._active:
+      return
+    with open(self._path(name, ".txt"), "w") as f:
+      f.write(text)
+    self._writer.summary(self._step, summary_pb2.Summary.Value(
+        tag=name,
+        metadata=summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text")),
+        tensor=tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[text.encode()])))
 
 
 class Progress:

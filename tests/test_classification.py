@@ -51,11 +51,12 @@ def test_losses_match_keras_formulas_on_a_3_class_example(loss, activation, logi
 
 @pytest.mark.parametrize("call, message", [
     (lambda: classification.logits_loss("hinge", "softmax"),
-     r"config.loss='hinge': unknown loss for classification; allowed: categorical_crossentropy, "
-     r"kl_divergence, mean_squared_error, poisson, sparse_categorical_crossentropy"),
+     r"config.classification.loss='hinge': unknown loss for classification; allowed: "
+     r"categorical_crossentropy, kl_divergence, mean_squared_error, poisson, "
+     r"sparse_categorical_crossentropy"),
     (lambda: classification.output_activation("softmx"),
-     r"config.output_activation='softmx': unknown output activation; allowed: elu, exponential, "
-     r"gelu, leaky_relu, linear, relu, selu, sigmoid, softmax, softplus, tanh"),
+     r"config.classification.output_activation='softmx': unknown output activation; allowed: "
+     r"elu, exponential, gelu, leaky_relu, linear, relu, selu, sigmoid, softmax, softplus, tanh"),
 ])
 def test_unknown_names_are_one_line_errors_naming_key_value_and_allowed(call, message):
   with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
@@ -79,16 +80,18 @@ def _task(**overrides):
 def test_accuracy_is_the_argmax_of_the_activated_outputs():
   """Logits [-3, -1, -2] for every image: class 1, but relu makes them all 0, whose argmax is 0."""
   for activation, correct in (("softmax", [0, 1, 0]), ("relu", [1, 0, 0])):
-    init, _, eval_step = _task(**{"model.hidden": (), "output_activation": activation})
-    state = init(jax.random.key(0), {"image": IMAGES})
+    task = _task(**{"model.hidden": (), "classification.output_activation": activation})
+    state = task.init(jax.random.key(0), {"image": IMAGES})
     params = {"Dense_0": {"kernel": jnp.zeros((40, 3)), "bias": jnp.array([-3.0, -1.0, -2.0])}}
-    metrics = eval_step(state.replace(params=params), {"image": IMAGES[:3], "label": LABELS[:3]})
+    metrics = task.eval_step(state.replace(params=params),
+                             {"image": IMAGES[:3], "label": LABELS[:3]}, jax.random.key(0))
     np.testing.assert_array_equal(metrics["accuracy"], correct)
 
 
 def test_unknown_output_activation_stops_the_task_build():
-  with pytest.raises(ConfigError, match=r"^config.output_activation='soft': unknown"):
-    _task(output_activation="soft")
+  with pytest.raises(ConfigError,
+                     match=r"^config.classification.output_activation='soft': unknown"):
+    _task(**{"classification.output_activation": "soft"})
 
 
 def _distinct_pixels() -> np.ndarray:
@@ -117,13 +120,13 @@ def test_permuted_pixels_reach_the_model_in_train_and_eval_steps():
   """The permuting task on images = the plain task on permuted images != the plain task."""
   permuting = _task(**{"data.permute_pixels": True, "data.permutation_seed": 3})
   plain = _task()
-  state = plain[0](jax.random.key(0), {"image": IMAGES})
+  state = plain.init(jax.random.key(0), {"image": IMAGES})
   batch = {"image": IMAGES, "label": LABELS}
   moved = dict(batch, image=supervised.permute_pixels(jnp.asarray(IMAGES), seed=3))
 
   def losses(task, batch):  # eval and train step, the same params and dropout RNG
-    _, train_step, eval_step = task
-    return eval_step(state, batch)["loss"], train_step(state, batch, jax.random.key(1))[1]["loss"]
+    return (task.eval_step(state, batch, jax.random.key(0))["loss"],
+            task.train_step(state, batch, jax.random.key(1))[1]["loss"])
 
   for permuted, moved_first, unpermuted in zip(losses(permuting, batch), losses(plain, moved),
                                                losses(plain, batch), strict=True):

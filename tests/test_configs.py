@@ -41,8 +41,8 @@ def test_every_model_knob_is_in_the_config_so_the_command_line_reaches_it(path):
     ("configs/mnist_mlp.py", "model.batch_norm_after", "(0, 1)"),
     ("configs/geron_mlp.py", "model.bias_init", "he_normal"),
     ("configs/mnist_cnn.py", "model.bias_init", "ones"),
-    ("configs/mnist_mlp.py", "output_activation", "sigmoid"),
-    ("configs/geron_mlp.py", "loss", "poisson"),
+    ("configs/mnist_mlp.py", "classification.output_activation", "sigmoid"),
+    ("configs/geron_mlp.py", "classification.loss", "poisson"),
     ("configs/mnist_mlp.py", "data.permute_pixels", "true"),
     ("configs/geron_cnn.py", "data.permutation_seed", "7"),
 ])
@@ -94,7 +94,7 @@ def test_a_config_file_that_does_not_load_is_one_config_error(text, message, tmp
 
 
 def test_config_errors_raised_by_get_config_pass_unchanged():
-  with pytest.raises(ConfigError, match="^config argument 'nope': unknown; allowed: "):
+  with pytest.raises(ConfigError, match=r"^config argument 'nope': unknown; allowed: "):
     config_lib.load(os.path.join(REPO, "configs/mnist_mlp.py:nope"))
 
 

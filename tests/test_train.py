@@ -237,8 +237,10 @@ def test_bad_overrides_name_the_key(key, value, message):
     ("batch_size", 0, "config.batch_size=0: must be > 0"),
     ("early_stopping.mode", "up", "config.early_stopping.mode='up': allowed: min, max"),
     ("data.validation", "half", "config.data.validation='half': allowed:"),
-    ("loss", "poison", "config.loss='poison': unknown loss for classification; allowed:"),
-    ("output_activation", "softmx", "config.output_activation='softmx': unknown output"),
+    ("classification.loss", "poison",
+     "config.classification.loss='poison': unknown loss for classification; allowed:"),
+    ("classification.output_activation", "softmx",
+     "config.classification.output_activation='softmx': unknown output"),
 ])
 def test_impossible_values_are_rejected_before_training(key, value, message, tmp_path):
   config = smoke_config()

@@ -78,7 +78,7 @@ def test_trials_stopped_together_resume_as_if_never_stopped(tiny_mnist_dir, one_
   workdirs = [str(tmp_path / str(k)) for k in range(len(TRIALS))]
   stop_at = 4  # a log boundary (log_every_steps=4) after trial 2 has stopped early
 
-  class StopOnce:
+  class StopOnce(train._PreemptionFlag):
     def __call__(self, step):
       return step == stop_at
 

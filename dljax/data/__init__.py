@@ -89,6 +89,7 @@ class Splits:
   train: Split
   validation: Split | None
   test: Split
+  label_names: tuple[str, ...] | None = None  # the data set's class names, where it has them
   # `train_stats` results: a task built several times from these splits (trials trained
   # together build theirs inside each trace) reads the train split once.
   _train_stats: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
@@ -181,7 +182,17 @@ def load(config: ml_collections.ConfigDict, seed: int) -> Splits:
   validation = subsets["validation"]
   if validation is not None:  # validating on the test split: the same split, placed once
     validation = test if validation is subsets["test"] else place(validation)
-  return Splits(train=train, validation=validation, test=test)
+  return Splits(train=train, validation=validation, test=test,
+                label_names=label_names(sources["train"]))
+
+
+def label_names(source: Source) -> tuple[str, ...] | None:
+  """The class names of a TFDS source's 'label' feature; None for other sources."""
+  info = getattr(source, "dataset_info", None)
+  if info is None or "label" not in info.features:
+    return None
+  names = getattr(info.features["label"], "names", None)
+  return tuple(names) if names else None
 
 
 def example_bytes(source: Source) -> int:

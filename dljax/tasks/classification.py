@@ -1,11 +1,11 @@
 """Image classification (families A and G): the model's logits, an output activation, a Keras loss.
 
 The model, the step and the preprocessing are `supervised`'s; this adds the output activation,
-the losses and accuracy. Models return the last Dense layer's pre-activations (logits); this task
-applies `config.output_activation` (a top-level key beside `config.loss`, because the activation
-and the loss are one choice: softmax with cross-entropy is fused into log-softmax, which keeps
-the loss exact and its gradient p - y stable) and computes accuracy as the argmax of the
-activated outputs, as Keras does.
+the losses and accuracy, chosen in `config.classification` (`task_config`). Models return the
+last Dense layer's pre-activations (logits); this task applies `output_activation` (one choice
+with `loss`: softmax with cross-entropy is fused into log-softmax, which keeps the loss exact and
+its gradient p - y stable) and computes accuracy as the argmax of the activated outputs, as
+Keras does. `predict` gives the activated outputs (`probabilities`) and their argmax.
 
 Losses follow Keras 3 on the activated outputs p and one-hot labels y (checked against
 keras/src/losses/losses.py and keras/src/backend/jax/nn.py; epsilon = 1e-7):
@@ -22,17 +22,19 @@ As in Keras, a non-normalised output is taken as it comes: all-zero relu outputs
 cross-entropy 0/0 = NaN, and outputs below -eps make the Poisson loss NaN.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from dljax.data import Splits
 from dljax.models import layers
 from dljax.registry import lookup
 from dljax.tasks import supervised
+from dljax.tasks.task import Task
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 
@@ -69,13 +71,24 @@ LOSSES: dict[str, LossFn] = {
 }
 
 
+def task_config(**overrides) -> ml_collections.ConfigDict:
+  """`config.classification`: the loss and the output activation, Keras' usual pair by default."""
+  config = ml_collections.ConfigDict(dict(
+      loss="sparse_categorical_crossentropy",  # a key of LOSSES
+      output_activation="softmax",  # a key of OUTPUT_ACTIVATIONS, applied to the logits
+  ))
+  config.update(overrides)
+  return config
+
+
 def output_activation(name: str) -> ActivationFn:
-  return lookup(OUTPUT_ACTIVATIONS, name, "config.output_activation", "output activation")
+  return lookup(OUTPUT_ACTIVATIONS, name, "config.classification.output_activation",
+                "output activation")
 
 
 def logits_loss(loss: str, activation: str) -> LossFn:
   """(logits_BK, one-hot labels_BK) -> loss_B: the loss `loss` of the `activation` outputs."""
-  loss_fn = lookup(LOSSES, loss, "config.loss", "loss for classification")
+  loss_fn = lookup(LOSSES, loss, "config.classification.loss", "loss for classification")
   activate = output_activation(activation)
   if loss_fn is _crossentropy and activation == "softmax":
     return optax.softmax_cross_entropy
@@ -83,17 +96,31 @@ def logits_loss(loss: str, activation: str) -> LossFn:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  logits_loss(config.loss, config.output_activation)
+  logits_loss(config.classification.loss, config.classification.output_activation)
 
 
-def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int):
-  """Returns (init, train_step, eval_step) for `config.model` trained with `config.loss`."""
-  activate = output_activation(config.output_activation)
-  loss = logits_loss(config.loss, config.output_activation)
-  init, train_step, eval_step, _ = supervised.build(
+def describe(label_names: Sequence[str] | None) -> Callable[[dict[str, np.ndarray]], list[dict]]:
+  """`predict` outputs -> one row per example: the class (its name, if the data set has names)
+  and its probability, then every class's probability."""
+  def rows(outputs):
+    names = label_names or [str(k) for k in range(outputs["probabilities"].shape[-1])]
+    return [{"class": names[int(label)], "probability": float(p_K[label]),
+             **{f"p({name})": float(p) for name, p in zip(names, p_K, strict=True)}}
+            for label, p_K in zip(outputs["label"], outputs["probabilities"], strict=True)]
+  return rows
+
+
+def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> Task:
+  """The Task of `config.model` trained with `config.classification`'s loss."""
+  choices = config.classification
+  activate = output_activation(choices.output_activation)
+  loss = logits_loss(choices.loss, choices.output_activation)
+  return supervised.build(
       config, data, total_steps,
       loss=lambda logits_BK, batch: loss(logits_BK,
                                          jax.nn.one_hot(batch["label"], logits_BK.shape[-1])),
       metrics=lambda logits_BK, batch: {
-          "accuracy": (activate(logits_BK).argmax(-1) == batch["label"]).astype(jnp.float32)})
-  return init, train_step, eval_step
+          "accuracy": (activate(logits_BK).argmax(-1) == batch["label"]).astype(jnp.float32)},
+      predictions=lambda logits_BK, batch: {"probabilities": activate(logits_BK),
+                                            "label": activate(logits_BK).argmax(-1)},
+      describe=describe(data.label_names))

@@ -44,6 +44,7 @@ from matplotlib.figure import Figure
 from dljax.data import Splits
 from dljax.errors import ConfigError
 from dljax.tasks import supervised
+from dljax.tasks.task import Task
 
 MINUTES = 720  # in 12 hours: times are t = 60 h + m in [0, MINUTES)
 WORST_SHOWN = 16  # test images in worst_predictions.png
@@ -58,7 +59,7 @@ class Encoding(NamedTuple):
   loss: Callable[[jax.Array, jax.Array], jax.Array]  # outputs_BK, targets_BK -> loss_B
 
 
-def clock_config(encoding: str, **overrides) -> ml_collections.ConfigDict:
+def task_config(encoding: str = "periodic", **overrides) -> ml_collections.ConfigDict:
   """`config.clock`: the label encoding and its knobs, all with their defaults."""
   config = ml_collections.ConfigDict(dict(
       encoding=encoding,  # a key of ENCODINGS
@@ -190,60 +191,61 @@ def encoding(clock: ml_collections.ConfigDict) -> Encoding:
 # The task. ---------------------------------------------------------------------------------
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """The encoding and its knobs, the model's output width, no loss or flip of its own."""
+  """The encoding and its knobs, the model's output width, no flip."""
   code = encoding(config.clock)
   if config.model.num_classes != code.width:
     raise ConfigError(f"config.model.num_classes={config.model.num_classes}: encoding "
                       f"config.clock.encoding={config.clock.encoding!r} needs {code.width} outputs")
-  for key in ("loss", "output_activation"):
-    if config[key]:
-      raise ConfigError(f"config.{key}={config[key]!r}: the clock task's loss and outputs come "
-                        f"with config.clock.encoding; leave config.{key} empty")
   if config.data.augment.flip:
     raise ConfigError(f"config.data.augment.flip={config.data.augment.flip!r}: a mirrored clock "
                       "shows another time")
 
 
-def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int):
-  """Returns (init, train_step, eval_step, analyze, predict) for `config.model` under
-  `config.clock`."""
+def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> Task:
+  """The Task of `config.model` reading clocks under `config.clock`."""
   validate(config)
   code = encoding(config.clock)
-
-  def true_minutes(batch):
-    return time_minutes(batch["hour"], batch["minute"])
 
   def error_minutes(outputs_BK, batch):
     error_B = common_sense_minutes(decoded_minutes(code, outputs_BK), true_minutes(batch))
     return {"error_minutes": error_B.astype(jnp.float32)}
 
-  def times(outputs_BK, batch):  # for `analyze`: which clocks were misread, and as what
-    return {"predicted_minutes": decoded_minutes(code, outputs_BK).astype(jnp.float32),
-            "true_minutes": true_minutes(batch).astype(jnp.float32)}
-
-  init, train_step, eval_step, predict = supervised.build(
+  return supervised.build(
       config, data, total_steps,
       loss=lambda outputs_BK, batch: code.loss(outputs_BK, code.encode(true_minutes(batch))),
-      metrics=error_minutes, predictions=times)
-  return init, train_step, eval_step, analyze, predict
+      metrics=error_minutes,
+      predictions=lambda outputs_BK, batch: {
+          "predicted_minutes": decoded_minutes(code, outputs_BK).astype(jnp.float32)},
+      describe=describe, analyze=analyze)
+
+
+def true_minutes(batch) -> jax.Array:
+  return time_minutes(batch["hour"], batch["minute"])
+
+
+def describe(outputs: dict[str, np.ndarray]) -> list[dict[str, str]]:
+  """The time each clock shows, as h:mm."""
+  return [{"time": format_time(minutes)} for minutes in outputs["predicted_minutes"]]
 
 
 # After training. -------------------------------------------------------------------------------
 
-def analyze(outputs: dict[str, np.ndarray], examples: dict[str, np.ndarray],
+def analyze(state, outputs: dict[str, np.ndarray], examples: dict[str, np.ndarray],
             workdir: str) -> dict[str, float]:
   """Median and 90th-percentile test error; writes error_histogram.png, worst_predictions.png.
 
   The mean, which the trainer reports, hides how errors are spread: a few 12 <-> 1 or hour-hand
   confusions of 60 minutes or more weigh as much as many small misreadings.
   """
+  del state  # the outputs say it all
   error_N = outputs["error_minutes"]
+  true_N = np.asarray(true_minutes(examples), np.float32)
   summary = {"error_minutes_median": float(np.median(error_N)),
              "error_minutes_p90": float(np.percentile(error_N, 90))}
-  _plot_errors(error_N, outputs["true_minutes"], summary,
+  _plot_errors(error_N, true_N, summary,
                os.path.join(workdir, "error_histogram.png"))
   worst_N = np.argsort(-error_N, kind="stable")[:WORST_SHOWN]
-  _plot_worst(examples["image"][worst_N], outputs["true_minutes"][worst_N],
+  _plot_worst(examples["image"][worst_N], true_N[worst_N],
               outputs["predicted_minutes"][worst_N], error_N[worst_N],
               os.path.join(workdir, "worst_predictions.png"))
   return summary

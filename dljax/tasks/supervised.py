@@ -2,12 +2,17 @@
 
 Classification and clock reading are both this; they differ only in how outputs meet labels.
 A task passes `loss(outputs_BK, batch) -> loss_B` and `metrics(outputs_BK, batch) -> {name:
-value_B}`; this module does the rest: the state, preprocessing uint8 images (permuting their
+value_B}`, and optionally `inputs_and_targets(rng, images_BHWC, batch) -> (inputs, batch)`, which
+makes the network's inputs and targets from the preprocessed images inside the jitted step (a
+denoiser corrupts its inputs and targets the clean images; a coloriser feeds grey and targets
+colour); this module does the rest: the state, preprocessing uint8 images (permuting their
 pixels and standardising them, if asked) and augmenting them per example inside the jitted step,
-so both input pipelines feed the same inputs, the gradient step, BatchNorm statistics and the
-dropout RNG.
+so both input pipelines feed the same inputs, the gradient step, BatchNorm statistics (frozen
+BatchNorm layers run in inference mode, as Keras' `trainable=False`) and the dropout RNG.
 """
 
+import contextlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -16,14 +21,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from flax import linen as nn
 from flax import struct
 
 from dljax import models, optim
 from dljax.data import Splits, augment
+from dljax.tasks.task import Task
 
 Batch = dict[str, jax.Array]
 LossFn = Callable[[jax.Array, Batch], jax.Array]  # outputs_BK, batch -> loss_B
 MetricsFn = Callable[[jax.Array, Batch], dict[str, jax.Array]]  # outputs_BK, batch -> {name: _B}
+# rng, preprocessed images, batch -> the network's inputs, the batch with any targets added
+InputsAndTargetsFn = Callable[[jax.Array, jax.Array, Batch], tuple[jax.Array, Batch]]
 
 
 @struct.dataclass
@@ -64,18 +73,43 @@ def preprocessor(config: ml_collections.ConfigDict,
   return lambda images: permute_pixels(scale(images), config.permutation_seed)
 
 
+def frozen_batch_norm(freeze: str) -> Callable:
+  """A Flax method interceptor: BatchNorm layers whose scale matches the optimiser's `freeze`
+  pattern normalise with their running statistics and leave them alone, in training too
+  (Keras' `trainable=False`); a fine-tuned backbone's statistics then stay the pretrained ones."""
+  frozen = re.compile(freeze)
+
+  def intercept(next_fun, args, kwargs, context):
+    module = context.module
+    if (isinstance(module, nn.BatchNorm) and context.method_name == "__call__"
+        and frozen.search("/".join((*module.path, "scale")))):
+      kwargs = {**kwargs, "use_running_average": True}
+    return next_fun(*args, **kwargs)
+
+  return intercept
+
+
+def _images_are_inputs(rng, images_BHWC, batch):
+  del rng
+  return images_BHWC, batch
+
+
 def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, loss: LossFn,
-          metrics: MetricsFn, predictions: MetricsFn | None = None):
-  """Returns (init, train_step, eval_step, predict) for `config.model` trained on `loss`.
+          metrics: MetricsFn, predictions: MetricsFn | None = None,
+          inputs_and_targets: InputsAndTargetsFn = _images_are_inputs, **task_fields) -> Task:
+  """The Task of `config.model` trained on `loss`; `task_fields` (analyze, describe, ...) join it.
 
   Train steps report the mean loss and the means of `metrics`; eval steps report them per
-  example. `predict` adds `predictions` to those (per-example values an `analyze` hook wants
-  that are not metrics, e.g. the predicted values); None without `predictions`.
+  example. `predict` gives `predictions(outputs_BK, batch)`, per-example outputs made from the
+  inputs alone (no labels), e.g. class probabilities or a decoded time.
   """
   model = models.build(config.model)
   tx = optim.make_optimizer(config.optimizer, total_steps)
   preprocess = preprocessor(config.data, data)
   augment_args = config.data.augment.to_dict()
+  freeze = config.optimizer.freeze
+  training_mode = lambda: (nn.intercept_methods(frozen_batch_norm(freeze)) if freeze
+                           else contextlib.nullcontext())
 
   def init(rng, batch):
     variables = model.init(rng, preprocess(batch["image"]), train=False)
@@ -84,13 +118,15 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, 
                  opt_state=tx.init(params))
 
   def train_step(state, batch, rng):
-    augment_rng, dropout_rng = jax.random.split(rng)
+    augment_rng, inputs_rng, dropout_rng = jax.random.split(rng, 3)
     images = augment.augment(augment_rng, preprocess(batch["image"]), **augment_args)
+    inputs, batch = inputs_and_targets(inputs_rng, images, batch)
 
     def mean_loss(params):
-      outputs_BK, updates = model.apply(
-          {"params": params, "batch_stats": state.batch_stats}, images, train=True,
-          rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
+      with training_mode():
+        outputs_BK, updates = model.apply(
+            {"params": params, "batch_stats": state.batch_stats}, inputs, train=True,
+            rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
       return loss(outputs_BK, batch).mean(), (outputs_BK, updates)
 
     (loss_value, (outputs_BK, updates)), grads = jax.value_and_grad(mean_loss, has_aux=True)(
@@ -101,15 +137,19 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, 
     means = {name: value_B.mean() for name, value_B in metrics(outputs_BK, batch).items()}
     return state, {"loss": loss_value, **means}
 
-  def apply(state, batch):
-    return model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                       preprocess(batch["image"]), train=False)
+  def apply(state, batch, rng):
+    inputs, batch = inputs_and_targets(rng, preprocess(batch["image"]), batch)
+    outputs_BK = model.apply({"params": state.params, "batch_stats": state.batch_stats}, inputs,
+                             train=False)
+    return outputs_BK, batch
 
-  def eval_step(state, batch):
-    outputs_BK = apply(state, batch)
+  def eval_step(state, batch, rng):
+    outputs_BK, batch = apply(state, batch, rng)
     return {"loss": loss(outputs_BK, batch), **metrics(outputs_BK, batch)}
 
-  def predict(state, batch):
-    return {**eval_step(state, batch), **predictions(apply(state, batch), batch)}
+  def predict(state, batch, rng):
+    return predictions(*apply(state, batch, rng))
 
-  return init, train_step, eval_step, predict if predictions else None
+  return Task(init=init, train_step=train_step, eval_step=eval_step,
+              predict=predict if predictions else None, **task_fields)
+
