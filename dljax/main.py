@@ -1,8 +1,12 @@
 r"""Trains one experiment: `python -m dljax.main --config=configs/X.py[:arg] --workdir=DIR`.
 
 Any config field can be overridden, e.g. `--config.optimizer.learning_rate=0.1`. Running again
-on a workdir that has checkpoints resumes from the latest one. A mistake in the config stops the
-run before training with one line naming the key, the value and what is allowed (exit code 2).
+on a workdir that has checkpoints resumes from the newest intact one, if the config is the one
+it was trained with (how long to train, how often to log and where the data lives may change);
+`--allow_changes` resumes with another config anyway, `--restart` starts over. A mistake in the
+config stops the run before training with one line naming the key, the value and what is allowed
+(exit code 2); a workdir another run is using, or a training that diverged, stops it with one
+line too (exit code 1).
 """
 
 import sys
@@ -10,7 +14,7 @@ import sys
 from absl import app, flags, logging
 
 from dljax import config_lib, sharding, train
-from dljax.errors import ConfigError, DataError
+from dljax.errors import ConfigError, DataError, RunError
 
 _CONFIG = flags.DEFINE_string(
     "config", None, "Experiment config file[:arg]; override fields with --config.KEY=VALUE.")
@@ -22,6 +26,12 @@ _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, for a multi-process run without SLURM.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
+_RESTART = flags.DEFINE_bool(
+    "restart", False, "Delete what an earlier run left in --workdir and train from scratch.")
+_ALLOW_CHANGES = flags.DEFINE_bool(
+    "allow_changes", False,
+    "Resume from the workdir's checkpoints although the config differs from the one that "
+    "trained them (e.g. a lower learning rate after a divergence); config.json records it.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 _OVERRIDE_PREFIX = "--config."
@@ -34,9 +44,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
   return app.parse_flags_with_usage([a for a in argv if not a.startswith(_OVERRIDE_PREFIX)])
 
 
-def _fail(error: Exception) -> None:
+def _fail(error: Exception, code: int) -> None:
   print(f"dljax: error: {error}", file=sys.stderr)
-  sys.exit(2)
+  sys.exit(code)
 
 
 def main(argv: list[str]) -> None:
@@ -54,9 +64,12 @@ def main(argv: list[str]) -> None:
       if not has_value:
         raise ConfigError(f"{item}: needs a value, e.g. {item}=VALUE")
       config_lib.override(config, key, value)
-    results = train.run(config, _WORKDIR.value)
+    results = train.run(config, _WORKDIR.value, restart=_RESTART.value,
+                        allow_changes=_ALLOW_CHANGES.value)
   except (ConfigError, DataError) as error:
-    _fail(error)
+    _fail(error, 2)
+  except RunError as error:
+    _fail(error, 1)
   if results is None:
     logging.warning("Stopped by a signal after a checkpoint; run the same command to resume.")
 

@@ -287,7 +287,8 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
                        lambda: init(params_key_K, example_batch))
   for run_k in runs:
     _write_json(os.path.join(run_k.workdir, workdir_lib.CONFIG_FILE),
-                _run_info(run_k, num_trials, step, feed.splits))
+                _run_info(run_k, num_trials, step, feed.splits, example_batch,
+                          example_axis=1 if feed.batch_axis is None else 2))
 
   # 4. Train. ------------------------------------------------------------------------------------
   progress = writers.Progress(total_steps, step)
@@ -557,10 +558,11 @@ class _PreemptionFlag:
     return self._received
 
 
-def _run_info(run_k: _Trial, trials_together: int, step: int,
-              splits: data.Splits | None) -> dict[str, Any]:
-  """config.json: the config, the software and hardware that ran it, and every config change a
-  resumption made (with the step it took effect)."""
+def _run_info(run_k: _Trial, trials_together: int, step: int, splits: data.Splits | None,
+              example_batch: Batch, example_axis: int) -> dict[str, Any]:
+  """config.json: the config, what one example looks like (so the trained model can be used
+  without its data set: `dljax.load`), the software and hardware that ran it, and every config
+  change a resumption made (with the step it took effect)."""
   devices = jax.devices()
   earlier = workdir_lib.read_info(run_k.workdir) if step else None
   history = list((earlier or {}).get("changes", []))
@@ -573,6 +575,9 @@ def _run_info(run_k: _Trial, trials_together: int, step: int,
       "config": run_k.config.to_dict(),
       "changes": history,
       "label_names": splits and splits.label_names,
+      # One example's arrays: the batch's leading axes (trials, examples) left out.
+      "example_spec": {name: {"shape": list(value.shape[example_axis:]), "dtype": str(value.dtype)}
+                       for name, value in example_batch.items()},
       "trials_together": trials_together,
       "dljax_version": dljax.__version__,
       "jax_version": jax.__version__,
