@@ -21,6 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
 KEEP_LATEST = 2
@@ -87,7 +88,8 @@ class Checkpointer:
     """The newest checkpoint (at or before step `at_most`) that restores, as (step, state, meta).
 
     A damaged one (truncated, garbled, half-deleted by hand) is passed over with a one-line
-    warning and deleted, so the steps after the one resumed from are made again. Raises
+    warning and set aside as `STEP.damaged` (not deleted: a person may want to look), so the
+    steps after the one resumed from are made again. Raises
     `Mismatch` if a checkpoint reads but does not fit `abstract_state` (another model): that is
     a config change, not damage. None if no checkpoint restores.
     """
@@ -98,18 +100,26 @@ class Checkpointer:
       try:
         return (step, *self.restore(step, abstract_state))
       except Exception as error:  # any failure to read is damage
-        logging.warning("checkpoint %d in %s is damaged (%s: %s); trying the one before it",
-                        step, self.directory, type(error).__name__, _first_line(error))
-        self._manager.delete(step)
+        logging.warning("checkpoint %d in %s is damaged (%s: %s); set aside as %d.damaged, "
+                        "trying the one before it", step, self.directory, type(error).__name__,
+                        _first_line(error), step)
+        self._set_aside(step)
     return None
+
+  def _set_aside(self, step: int) -> None:
+    if jax.process_index() == 0:
+      path = os.path.join(self.directory, str(step))
+      os.replace(path, next(f"{path}.damaged{suffix}" for suffix in ("", *range(1, 1000))
+                            if not os.path.exists(f"{path}.damaged{suffix}")))
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"dljax: checkpoint {step} set aside")
+    self._manager.reload()
 
   def shapes(self, step: int) -> dict[str, tuple[int, ...]] | None:
     """{variable path: shape} of checkpoint `step`'s state; None if its metadata is unreadable."""
     try:
-      metadata = self._manager.item_metadata(step)["state"]
+      metadata = _state_metadata(os.path.join(self.directory, str(step), "state"))
     except Exception:  # damaged: `newest_intact` finds out when it restores
-      return None
-    if metadata is None:
       return None
     return {path: tuple(m.shape) for path, m in flat(metadata).items()}
 
@@ -148,12 +158,16 @@ def read_state(directory: str, step: int) -> dict[str, np.ndarray]:
   """Checkpoint `step`'s state in `directory` as {'/'-joined path: numpy array}, on the host,
   whatever the devices that wrote it (for loading another run's weights)."""
   path = os.path.join(os.path.abspath(directory), str(step), "state")
-  checkpointer = ocp.StandardCheckpointer()
   on_host = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=on_host),
-                        checkpointer.metadata(path).item_metadata.tree)
-  restored = checkpointer.restore(path, target)
+                        _state_metadata(path))
+  restored = ocp.StandardCheckpointer().restore(path, target)
   return {name: np.asarray(value) for name, value in flat(restored).items()}
+
+
+def _state_metadata(path: str) -> Any:
+  """The tree of array metadata (shapes, dtypes) of a checkpoint's saved state at `path`."""
+  return ocp.StandardCheckpointer().metadata(path).item_metadata.tree
 
 
 def read_meta(directory: str, step: int) -> dict | None:
