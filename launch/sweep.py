@@ -23,7 +23,9 @@ Every trial is validated (config argument, overrides, `config_lib.validate`) bef
 a mistake stops the sweep with one line naming the trial and the key (exit code 2). Running the
 same command again skips finished trials (results.json present) and resumes interrupted ones
 from their checkpoints. WORKDIR/sweep.json records the sweep; a local sweep ends by writing its
-report (`python -m dljax.report WORKDIR`).
+report (`python -m dljax.report WORKDIR`). A failed trial is summarised by its log's error line.
+On Linux, killing the launcher (even with kill -9) sends its running trials SIGTERM: each saves
+a checkpoint and exits, to resume when the sweep runs again.
 
 Trials run as subprocesses rather than in this process: each gets a fresh JAX runtime and its
 own device memory, a crash or a kill ends one trial and not the sweep, and the same command
@@ -31,13 +33,17 @@ runs unchanged in a SLURM job.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import queue
+import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from concurrent import futures
 from typing import Any
@@ -54,12 +60,25 @@ LOG_FILE = "train.log"
 SWEEP_PREFIX = "sweep_"
 
 
+ERROR_PREFIX = "dljax: error:"  # how dljax.main reports a config or data error
+# A Python exception's last traceback line: 'ValueError: ...', 'jax.errors.JaxRuntimeError: ...',
+# 'KeyboardInterrupt'.
+EXCEPTION_LINE = re.compile(r"^([A-Za-z_]\w*\.)*[A-Za-z_]\w*(Error|Exception|Interrupt|Exit)(:|$)")
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_SIGTERM = int(signal.SIGTERM)
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
 class TrialError(RuntimeError):
   """A trial's process failed; the message names the trial, its exit code and its last words."""
 
 
 def load_sweep(path: str, name: str) -> dict[str, sweeps.Trial]:
-  """The trials of `sweep_NAME()` in the Python file `path`, by trial name."""
+  """The trials of `sweep_NAME()` in the Python file `path`, by trial name.
+
+  Raises a one-line ConfigError if the file does not load, has no such sweep, or the sweep
+  raises or gives no trials.
+  """
   module = config_lib.load_module(path)
   available = sorted(key.removeprefix(SWEEP_PREFIX) for key in vars(module)
                      if key.startswith(SWEEP_PREFIX) and callable(getattr(module, key)))
@@ -67,7 +86,7 @@ def load_sweep(path: str, name: str) -> dict[str, sweeps.Trial]:
     raise ConfigError(f"--sweep={name}: {path} has no {SWEEP_PREFIX}{name}(); its sweeps: "
                       f"{', '.join(available) or 'none'}")
   try:
-    trials = sweeps.named(getattr(module, SWEEP_PREFIX + name)())
+    trials = sweeps.named(config_lib.call_in(path, getattr(module, SWEEP_PREFIX + name)))
   except ValueError as error:
     raise ConfigError(f"{SWEEP_PREFIX}{name}(): {error}") from None
   if not trials:
@@ -170,13 +189,40 @@ def run_job(command: list[str], workdirs: list[str], device: str | None = None,
   if memory_fraction is not None:
     env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{memory_fraction:.3f}")
   with open(log_path, "a") as log:
-    code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                          preexec_fn=terminate_with_parent).returncode
   if code != 0:
-    with open(log_path) as log:
-      last = next((line.strip() for line in reversed(log.readlines()) if line.strip()), "")
-    raise TrialError(f"{os.path.basename(workdirs[0])}: exit code {code}: {last} "
+    with open(log_path, errors="replace") as log:
+      reason = error_line(log.read())
+    raise TrialError(f"{os.path.basename(workdirs[0])}: exit code {code}: {reason} "
                      f"(log: {log_path})")
   return [_read_results(workdir) for workdir in workdirs]
+
+
+def error_line(log: str) -> str:
+  """The line of a failed trial's log that says why it failed: the last `dljax: error:` line,
+  else the last line that looks like a Python exception, else the last non-empty line. (The last
+  line alone is often a progress bar, or JAX's note that it removed its internal frames from the
+  traceback.)"""
+  lines = [line.strip() for line in re.split(r"[\r\n]", log) if line.strip()]  # tqdm redraws on \r
+  for line in reversed(lines):
+    if ERROR_PREFIX in line:
+      return line[line.index(ERROR_PREFIX):]
+  return next((line for line in reversed(lines) if EXCEPTION_LINE.match(line)),
+              lines[-1] if lines else "")
+
+
+def terminate_with_parent() -> None:
+  """A trial process's preexec_fn: on Linux, asks for SIGTERM when the launcher dies (even by
+  kill -9), so the trial saves a checkpoint and exits 0 instead of running on as an orphan.
+
+  The kernel sends the signal when the *thread* that started the process exits: `run_local`
+  starts trials from a ThreadPoolExecutor, whose threads live until the pool is shut down, after
+  every trial has ended. This runs between fork and exec in a child of a threaded process, so it
+  does one system call through a function looked up beforehand (`_PRCTL`), nothing else.
+  """
+  if _PRCTL is not None:
+    _PRCTL(_PR_SET_PDEATHSIG, _SIGTERM)
 
 
 def _read_results(workdir: str) -> dict | None:
@@ -203,8 +249,11 @@ def check_sweep_file(workdir: str, record: dict[str, Any]) -> None:
   path = os.path.join(workdir, report.SWEEP_FILE)
   if not os.path.exists(path):
     return
-  with open(path) as f:
-    old = json.load(f)
+  try:
+    old = report.read_json(path)
+  except ValueError as error:  # garbled: it is written again below
+    raise ConfigError(f"{error}; delete it (the sweep writes it again) or use another "
+                      "--workdir") from None
   if changed := [key for key in record if key != "trials" and old.get(key) != record[key]]:
     raise ConfigError(f"{path} holds a sweep with {changed[0]}={old.get(changed[0])!r}, not "
                       f"{record[changed[0]]!r}; use the same or another --workdir")
@@ -341,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     # This process only validates configs; on a GPU machine it must not hold the memory (JAX
     # preallocates most of it) that its trials need. They inherit no such setting.
     jax.config.update("jax_platforms", "cpu")
+    # Trials start by fork and a preexec_fn (`terminate_with_parent`), which JAX, once it runs
+    # here, warns may deadlock a multithreaded process: the child makes one system call, then
+    # execs.
+    warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
   try:
     trials_ = load_sweep(args.sweep_file or args.config.partition(":")[0], args.sweep)
     if unknown := sorted(set(args.trial or ()) - trials_.keys()):

@@ -7,7 +7,10 @@ import os
 import random
 import re
 import shutil
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -149,6 +152,31 @@ def test_unknown_sweep_lists_the_sweeps_in_one_line(sweep_file, tmp_path, capsys
   assert f"--sweep=nope: {sweep_file} has no sweep_nope(); its sweeps: bad, three" in error
 
 
+@pytest.mark.parametrize("text, message", [
+    ("def sweep_x(:\n", "FILE:1: syntax error: "),
+    ("def sweep_x():\n  return [{'seed': 1 / 0}]\n",
+     "sweep_x(): FILE:2: ZeroDivisionError: division by zero"),
+])
+def test_a_sweep_file_that_does_not_load_is_one_line(text, message, tmp_path, capsys):
+  path = tmp_path / "sweeps.py"
+  path.write_text(text)
+  assert launch(str(path), tmp_path / "s", sweep_name="x") == 2
+  error = capsys.readouterr().err
+  assert error.startswith(f"python -m launch.sweep: error: {message.replace('FILE', str(path))}")
+  assert error.count("\n") == 1
+
+
+def test_a_garbled_sweep_file_in_the_workdir_is_one_line(sweep_file, tmp_path, capsys):
+  (tmp_path / "s").mkdir()
+  (tmp_path / "s" / "sweep.json").write_text('{"config": ')
+  assert launch(sweep_file, tmp_path / "s") == 2
+  error = capsys.readouterr().err
+  assert error.startswith(f"python -m launch.sweep: error: {tmp_path / 's' / 'sweep.json'}: "
+                          "not valid JSON")
+  assert error.endswith("delete it (the sweep writes it again) or use another --workdir\n")
+  assert error.count("\n") == 1
+
+
 def test_a_bad_override_stops_the_sweep_before_any_trial(sweep_file, tmp_path, capsys):
   assert launch(sweep_file, tmp_path / "s", sweep_name="bad") == 2
   error = capsys.readouterr().err
@@ -202,6 +230,66 @@ def test_a_shared_device_caps_each_trials_memory(tmp_path, monkeypatch):
   monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.2")  # the user's own setting stays
   sweep.run_job(show, [str(tmp_path / "b")], "3", 0.45)
   assert (tmp_path / "b" / "train.log").read_text().split() == ["3", "0.2"]
+
+
+JAX_NOTE = ("For simplicity, JAX has removed its internal frames from the traceback of the "
+            "following exception. Set JAX_TRACEBACK_FILTERING=off to include these.")
+TRACEBACK = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+             "    raise ValueError('inner')\nValueError: inner\n\nThe above exception was the "
+             "direct cause of the following exception:\n\n"
+             "jax.errors.JaxRuntimeError: RESOURCE_EXHAUSTED: out of memory\n")
+
+
+@pytest.mark.parametrize("log, expected", [
+    (f"W0101 warning\ndljax: error: config.seed=-1: must be >= 0\n{TRACEBACK}",
+     "dljax: error: config.seed=-1: must be >= 0"),
+    (f"{TRACEBACK}--------------------\n{JAX_NOTE}\n",
+     "jax.errors.JaxRuntimeError: RESOURCE_EXHAUSTED: out of memory"),
+    ("  5%|#         | 1/20 [00:01<00:19]\rKeyboardInterrupt\r 10%|##        | 2/20\n\n",
+     "KeyboardInterrupt"),
+    ("step 1\nsegfault somewhere\n\n", "segfault somewhere"),
+    ("", ""),
+])
+def test_a_failed_trial_is_summarised_by_its_error_line(log, expected):
+  assert sweep.error_line(log) == expected
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_trials_get_sigterm_when_the_launcher_is_killed(tmp_path):
+  # A launcher running one trial as `run_local` does, from a pool thread; the trial writes its
+  # pid and sleeps.
+  pid_file = tmp_path / "pid"
+  launcher = ("import sys\nfrom launch import sweep\n"
+              "sweep.run_local([{'names': ['t'], 'workdirs': [sys.argv[1]], 'command': "
+              "['sh', '-c', 'echo $$ > ' + sys.argv[2] + '.tmp; mv ' + sys.argv[2] + '.tmp ' + "
+              "sys.argv[2] + '; exec sleep 60']}], 1)\n")
+  parent = subprocess.Popen([sys.executable, "-c", launcher, str(tmp_path / "t"), str(pid_file)],
+                            cwd=REPO)
+  trial = int(wait_for(lambda: pid_file.exists() and pid_file.read_text()))
+  parent.kill()
+  parent.wait()
+  try:
+    assert wait_for(lambda: not running(trial))
+  finally:
+    if running(trial):
+      os.kill(trial, signal.SIGKILL)
+
+
+def wait_for(condition, timeout: float = 30.0):
+  """The first true value of `condition()`, polled until `timeout` seconds have passed."""
+  deadline = time.monotonic() + timeout
+  while not (value := condition()) and time.monotonic() < deadline:
+    time.sleep(0.05)
+  return value
+
+
+def running(pid: int) -> bool:
+  """Whether process `pid` runs (a zombie that no one reaps does not)."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+  except FileNotFoundError:
+    return False
 
 
 def test_too_few_devices_for_the_parallel_trials_is_one_line(monkeypatch):
