@@ -3,6 +3,10 @@
 import importlib.metadata
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+  from dljax.inference import TrainedRun
 
 __version__ = "0.1.0"
 
@@ -53,3 +57,14 @@ def _restart_command_line_with_huge_page_malloc() -> None:
 
 
 _restart_command_line_with_huge_page_malloc()
+
+
+def load(workdir: str) -> "TrainedRun":
+  """The run trained in `workdir`, restored for predictions: `dljax.inference.load`.
+
+  dljax.inference is imported on the first call: importing dljax must not import jax, whose
+  settings the code above makes first.
+  """
+  from dljax import inference
+
+  return inference.load(workdir)
