@@ -38,7 +38,8 @@ def read_source(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
 
 def load_into(state: Any, config: ml_collections.ConfigDict) -> Any:
   """`state` with the variables `config` selects replaced by the source's (same shardings)."""
-  source = read_source(config)
+  source = {path: value for path, value in read_source(config).items()
+            if path.startswith(LOADABLE)}
   load, skip = re.compile(config.load), re.compile(config.skip) if config.skip else None
   selected = {path for path in checkpoint.flat(state) if path.startswith(LOADABLE)
               and load.search(path) and not (skip and skip.search(path))}

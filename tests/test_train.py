@@ -158,7 +158,8 @@ def finished_steps(workdir) -> list[int]:
       os.path.isdir(directory)) else []
 
 
-def start_and_stop_after_first_checkpoint(args, workdir, stop_signal) -> int:
+def start_and_stop_after_first_checkpoint(args, workdir, stop_signal,
+                                          last_step: int = NUM_STEPS) -> int:
   """Starts main, sends `stop_signal` once a checkpoint is on disk, and returns the exit code."""
   process = subprocess.Popen(main_command(*args, f"--workdir={workdir}"), env=cpu_env(1),
                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -167,7 +168,7 @@ def start_and_stop_after_first_checkpoint(args, workdir, stop_signal) -> int:
     time.sleep(0.02)
   process.send_signal(stop_signal)
   process.communicate(timeout=120)
-  assert finished_steps(workdir)[-1] < NUM_STEPS, "the run ended before it could be stopped"
+  assert finished_steps(workdir)[-1] < last_step, "the run ended before it could be stopped"
   return process.returncode
 
 

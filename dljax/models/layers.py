@@ -79,9 +79,12 @@ def param_inits(kernel_init: str, bias_init: str) -> dict[str, Initializer]:
 
 
 def batch_norm(x: jax.Array, *, train: bool) -> jax.Array:
-  """Keras BatchNormalization over the last axis; statistics in the 'batch_stats' collection."""
-  return nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM,
-                      epsilon=BATCH_NORM_EPSILON)(x)
+  """Keras BatchNormalization over the last axis; statistics in the 'batch_stats' collection.
+
+  The mode is a call argument, not a field, so a frozen layer can be switched to inference mode
+  at call time (`supervised.frozen_batch_norm`)."""
+  return nn.BatchNorm(momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON)(
+      x, use_running_average=not train)
 
 
 def check_layer_indices(key: str, indices: Sequence[int], num_layers: int, kind: str) -> None:
