@@ -118,7 +118,9 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, 
                  opt_state=tx.init(params))
 
   def train_step(state, batch, rng):
-    augment_rng, inputs_rng, dropout_rng = jax.random.split(rng, 3)
+    # The inputs' stream is folded in apart, so augmentation and dropout draw what they always did.
+    augment_rng, dropout_rng = jax.random.split(rng)
+    inputs_rng = jax.random.fold_in(rng, 2)
     images = augment.augment(augment_rng, preprocess(batch["image"]), **augment_args)
     inputs, batch = inputs_and_targets(inputs_rng, images, batch)
 
