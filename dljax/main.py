@@ -9,11 +9,12 @@ config stops the run before training with one line naming the key, the value and
 line too (exit code 1).
 """
 
+import json
 import sys
 
 from absl import app, flags, logging
 
-from dljax import config_lib, sharding, train
+from dljax import config_lib, evaluation, sharding, train
 from dljax.errors import ConfigError, DataError, RunError
 
 _CONFIG = flags.DEFINE_string(
@@ -26,6 +27,14 @@ _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, for a multi-process run without SLURM.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
+_MODE = flags.DEFINE_enum(
+    "mode", "train", ["train", "evaluate"],
+    "train: train (or resume) in --workdir. evaluate: score the run in --workdir on the data of "
+    "--config (another data set or split) into WORKDIR/eval_NAME.json, without training.")
+_EVAL_NAME = flags.DEFINE_string("eval_name", "",
+                                 "--mode=evaluate: NAME (default: the data set's name).")
+_EVAL_SPLIT = flags.DEFINE_enum("eval_split", "test", list(evaluation.SPLITS),
+                                "--mode=evaluate: the split of --config's data to score.")
 _RESTART = flags.DEFINE_bool(
     "restart", False, "Delete what an earlier run left in --workdir and train from scratch.")
 _ALLOW_CHANGES = flags.DEFINE_bool(
@@ -64,6 +73,10 @@ def main(argv: list[str]) -> None:
       if not has_value:
         raise ConfigError(f"{item}: needs a value, e.g. {item}=VALUE")
       config_lib.override(config, key, value)
+    if _MODE.value == "evaluate":
+      evaluated = evaluation.evaluate(config, _WORKDIR.value, _EVAL_NAME.value, _EVAL_SPLIT.value)
+      print(json.dumps(evaluated["metrics"], indent=2))
+      return
     results = train.run(config, _WORKDIR.value, restart=_RESTART.value,
                         allow_changes=_ALLOW_CHANGES.value)
   except (ConfigError, DataError) as error:

@@ -223,12 +223,9 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
         in_axes=(0, 0, 0, feed.batch_axis))(values_K, train_key_K, state, batch)
 
   def eval_sums(state, batch, mask_B, batch_index):
-    # The eval key depends on the batch, not the step: every evaluation sees the same noise.
-    values = stack.vmap(lambda values, eval_key, state: task_with(values).eval_step(
-        state, batch, jax.random.fold_in(eval_key, batch_index)),
+    return stack.vmap(lambda values, eval_key, state: masked_sums(
+        task_with(values).eval_step, eval_key)(state, batch, mask_B, batch_index),
         in_axes=(0, 0, 0))(values_K, eval_key_K, state)
-    return {name: jnp.sum(jnp.where(mask_B, value_B, 0.0), axis=-1)
-            for name, value_B in values.items()}
 
   example_feed = feed.feed(0)
   example_batch = jax.jit(feed.batch_from)(feed.arrays, example_feed)
@@ -256,14 +253,7 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
                       f"{config.task!r}; allowed: {', '.join(sorted(split_metric_names))}")
 
   def evaluate(state, split: str) -> list[dict[str, float]]:
-    """Each trial's metrics on `split`: `eval_step`'s values summed, then `finalize`d."""
-    split_data = feed.eval[split]
-    sums = jax.device_get([eval_sums(state, batch, mask, np.int32(index)) for index, (
-        batch, mask) in enumerate(split_data.eval_batches(feed.eval_batch_size))])
-    totals_K = {name: np.sum([stack.per_trial(s[name]) for s in sums], axis=0)
-                for name in sums[0]}
-    return [task.finalize({name: float(total_K[k]) for name, total_K in totals_K.items()},
-                          split_data.num_examples) for k in range(num_trials)]
+    return split_metrics(eval_sums, state, task, feed.eval[split], feed.eval_batch_size, stack)
 
   def assess(state, split: str, step: int, runs: list[_Trial]) -> list[dict[str, float] | None]:
     """The metrics of each active trial on `split` ('validation' or 'test'): the split's, if
@@ -369,7 +359,7 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
       continue
     test, meta = tests[k], run_k.meta
     if task.analyze is not None and "test" in feed.eval:
-      outputs, examples = _gather_test(tested_states[k], task, feed.eval["test"],
+      outputs, examples = gather_outputs(tested_states[k], task, feed.eval["test"],
                                        feed.eval_batch_size, stream_keys("eval")[k])
       if jax.process_index() == 0:
         test.update(task.analyze(tested_states[k], outputs, examples, run_k.workdir))
@@ -403,6 +393,28 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
   if diverged:
     raise RunError("; ".join(_divergence_message(r) for r in diverged))
   return results
+
+
+def split_metrics(eval_sums: Callable, state, task: tasks.Task, split_data,
+                  batch_size: int, stack: trials.Stack) -> list[dict[str, float]]:
+  """Each trial's metrics on a split: `eval_sums(state, batch, mask, batch_index)` (the trials'
+  masked sums of `eval_step`'s values) added up over the split's batches, then `finalize`d."""
+  sums = jax.device_get([eval_sums(state, batch, mask, np.int32(index)) for index, (
+      batch, mask) in enumerate(split_data.eval_batches(batch_size))])
+  totals_K = {name: np.sum([stack.per_trial(s[name]) for s in sums], axis=0) for name in sums[0]}
+  return [task.finalize({name: float(total_K[k]) for name, total_K in totals_K.items()},
+                        split_data.num_examples) for k in range(stack.size)]
+
+
+def masked_sums(eval_step: Callable, eval_key: jax.Array) -> Callable:
+  """eval_sums(state, batch, mask_B, batch_index) of one task: `eval_step`'s values summed over
+  the batch's real examples. The eval key depends on the batch, not the step: every evaluation
+  sees the same noise."""
+  def eval_sums(state, batch, mask_B, batch_index):
+    values = eval_step(state, batch, jax.random.fold_in(eval_key, batch_index))
+    return {name: jnp.sum(jnp.where(mask_B, value_B, 0.0), axis=-1)
+            for name, value_B in values.items()}
+  return eval_sums
 
 
 def _start(runs: list[_Trial], abstract_trial_state, stack: trials.Stack,
@@ -480,7 +492,7 @@ def _divergence_message(run_k: _Trial) -> str:
           "changed config (e.g. a lower learning rate) and --allow_changes, or --restart")
 
 
-def _gather_test(state, task: tasks.Task, test_data, batch_size: int, eval_key: jax.Array):
+def gather_outputs(state, task: tasks.Task, test_data, batch_size: int, eval_key: jax.Array):
   """Per-example `eval_step` values and `predict` outputs, and the test examples, on the host, in
   order.
 

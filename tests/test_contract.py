@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from flax import struct
 from tensorboard.backend.event_processing import event_file_loader
 
-from dljax import checkpoint, config_lib, tasks, train
+from dljax import checkpoint, config_lib, evaluation, tasks, train
 from dljax.data import Splits
 from dljax.errors import ConfigError
 from dljax.tasks.task import Task
@@ -23,6 +23,7 @@ from tests import toy_tasks
 from tests.conftest import run_main
 from tests.test_reliability import read_info
 from tests.test_train import (
+  SMOKE,
   assert_trees_close,
   finished_steps,
   read_jsonl,
@@ -213,3 +214,33 @@ def test_frozen_batch_norm_runs_in_inference_mode_in_the_train_step():
   moved, _ = unfrozen.train_step(unfrozen.init(jax.random.key(0), batch), batch,
                                  jax.random.key(1))
   assert not np.allclose(moved.batch_stats["BatchNorm_0"]["mean"], 0.0)
+
+
+# A trained run scored on other data. ---------------------------------------------------------
+
+def test_evaluate_mode_scores_the_tested_state_on_another_data_set(source_run, tmp_path):
+  before = (source_run / "results.json").read_text()
+  config = _mlp()
+  config_lib.override(config, "data.name", "fashion_mnist")
+  with tfds.testing.mock_data(num_examples=600):
+    evaluated = evaluation.evaluate(config, str(source_run))
+  assert 0 <= evaluated["metrics"]["accuracy"] <= 1 and evaluated["examples"] == 256
+  with open(source_run / "eval_fashion_mnist.json") as f:
+    assert json.load(f) == json.loads(json.dumps(evaluated))
+  assert (source_run / "results.json").read_text() == before  # the run is left as it was
+  config_lib.override(config, "data.name", "cifar10")
+  with tfds.testing.mock_data(num_examples=600), pytest.raises(
+      ConfigError, match=r"^config.data.name='cifar10': its 'image' is 32x32x3, the run trained "
+                         r"on 28x28x1$"):
+    evaluation.evaluate(config, str(source_run))
+
+
+def test_evaluate_mode_from_the_command_line_writes_eval_name_json(tiny_mnist_dir, tmp_path):
+  args = (f"--config={SMOKE}", f"--config.data.dir={tiny_mnist_dir}", f"--workdir={tmp_path}")
+  assert run_main(*args, "--config.num_steps=16").returncode == 0
+  result = run_main(*args, "--mode=evaluate", "--eval_split=train", "--eval_name=tiny_train")
+  assert result.returncode == 0, result.stderr
+  with open(tmp_path / "eval_tiny_train.json") as f:
+    evaluated = json.load(f)
+  assert evaluated["split"] == "train" and evaluated["examples"] == 512
+  assert json.loads(result.stdout) == evaluated["metrics"]
