@@ -21,6 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
@@ -167,7 +168,9 @@ def read_state(directory: str, step: int) -> dict[str, np.ndarray]:
 
 def _state_metadata(path: str) -> Any:
   """The tree of array metadata (shapes, dtypes) of a checkpoint's saved state at `path`."""
-  return ocp.StandardCheckpointer().metadata(path).item_metadata.tree
+  # The handler's own metadata: the checkpointer's also looks for (and warns about) a step-level
+  # metadata file that a manager's items do not have.
+  return ocp.StandardCheckpointHandler().metadata(epath.Path(path)).tree
 
 
 def read_meta(directory: str, step: int) -> dict | None:

@@ -580,9 +580,10 @@ def _run_info(run_k: _Trial, trials_together: int, step: int, splits: data.Split
   history = list((earlier or {}).get("changes", []))
   if run_k.changes:
     history.append({"step": step, "changed": run_k.changes})
+  if unusual := {key: change for key, change in run_k.changes.items()
+                 if key not in workdir_lib.RESUMABLE_KEYS}:
     logging.warning("%s: resuming at step %d with a changed config: %s", run_k.workdir, step,
-                    ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in
-                              run_k.changes.items()))
+                    ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in unusual.items()))
   return {
       "config": run_k.config.to_dict(),
       "changes": history,

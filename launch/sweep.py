@@ -52,7 +52,7 @@ import jax
 import ml_collections
 
 from dljax import config_lib, report, train, trials
-from dljax.errors import ConfigError, DataError
+from dljax.errors import ConfigError, DataError, RunError
 from launch import sweeps
 
 OVERRIDE_PREFIX = "--config."
@@ -446,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
   except (ConfigError, DataError) as error:
     print(f"{parser.prog}: error: {error}", file=sys.stderr)
     return 2
+  except RunError as error:  # trials trained together here: one diverged, or a workdir in use
+    print(f"dljax: error: {error}", file=sys.stderr)
+    return 1
   try:
     print(f"wrote {', '.join(report.write_sweep(args.workdir))}")
   except ValueError as error:
