@@ -487,9 +487,12 @@ def _first_non_finite(window_K: dict[str, np.ndarray], k: int, first_step: int) 
 
 
 def _divergence_message(run_k: _Trial) -> str:
-  return (f"{run_k.workdir}: training diverged: a non-finite loss at step {run_k.diverged_at}; "
-          f"its last checkpoint (step {run_k.meta['step']}) is finite: resume from it with a "
-          "changed config (e.g. a lower learning rate) and --allow_changes, or --restart")
+  where = f"{run_k.workdir}: training diverged: a non-finite loss at step {run_k.diverged_at}"
+  if not run_k.meta["step"]:
+    return f"{where}, before its first checkpoint: rerun with a changed config (e.g. a lower "\
+           "learning rate)"
+  return (f"{where}; its last checkpoint (step {run_k.meta['step']}) is finite: resume from it "
+          "with a changed config (e.g. a lower learning rate) and --allow_changes, or --restart")
 
 
 def gather_outputs(state, task: tasks.Task, test_data, batch_size: int, eval_key: jax.Array):

@@ -93,8 +93,8 @@ def changes(workdir: str, config: ml_collections.ConfigDict,
       lists every difference and the two ways on.
   """
   info = read_info(workdir)
-  if info is None or not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    return {}
+  if info is None or not has_checkpoints(workdir):
+    return {}  # nothing to resume: the run starts over
   old, new = flatten(info["config"]), flatten(_as_json(config.to_dict()))
   found = {key: [old.get(key), new.get(key)] for key in sorted(old.keys() | new.keys())
            if old.get(key) != new.get(key)}
@@ -105,6 +105,11 @@ def changes(workdir: str, config: ml_collections.ConfigDict,
                       "same values, or --allow_changes to resume with these, or --restart to "
                       "start over")
   return found
+
+
+def has_checkpoints(workdir: str) -> bool:
+  directory = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

@@ -15,9 +15,10 @@ import tensorflow_datasets as tfds
 from flax import struct
 from tensorboard.backend.event_processing import event_file_loader
 
-from dljax import checkpoint, config_lib, evaluation, tasks, train
+from dljax import checkpoint, config_lib, evaluation, models, tasks, train
 from dljax.data import Splits
 from dljax.errors import ConfigError
+from dljax.tasks import supervised
 from dljax.tasks.task import Task
 from tests import toy_tasks
 from tests.conftest import run_main
@@ -31,7 +32,13 @@ from tests.test_train import (
   start_and_stop_after_first_checkpoint,
 )
 
-toy_tasks.register()
+
+@pytest.fixture(autouse=True, scope="module")
+def toy_registries():
+  """The toy tasks while this module's tests run; the registries as shipped for everyone else."""
+  toy_tasks.register()
+  yield
+  toy_tasks.unregister()
 
 
 def toy_config(name: str, **overrides):
@@ -109,17 +116,17 @@ def test_finalize_turns_split_sums_into_ratio_metrics(tmp_path, monkeypatch):
   assert not np.isclose(expected, np.mean(np.where(right, points[:, 1], 0.0)))  # not a mean
 
 
-BANDIT_LONG = ("--config=tests/configs/bandit.py", "--config.num_steps=30000",
-               "--config.eval_every_steps=500", "--config.log_every_steps=250")
+BANDIT_LONG = {"num_steps": 6000, "eval_every_steps": 200, "log_every_steps": 100}
 
 
 def test_a_task_with_no_data_set_resumes_bit_identically_after_kill_9(tmp_path):
-  straight = run_main(*BANDIT_LONG, f"--workdir={tmp_path / 'straight'}")
-  assert straight.returncode == 0, straight.stderr
-  code = start_and_stop_after_first_checkpoint(BANDIT_LONG, tmp_path / "resumed", signal.SIGKILL,
-                                               last_step=30000)
+  train.run(toy_config("bandit", **BANDIT_LONG), str(tmp_path / "straight"))
+  args = ("--config=tests/configs/bandit.py",
+          *(f"--config.{key}={value}" for key, value in BANDIT_LONG.items()))
+  code = start_and_stop_after_first_checkpoint(args, tmp_path / "resumed", signal.SIGKILL,
+                                               last_step=BANDIT_LONG["num_steps"])
   assert code == -signal.SIGKILL
-  resumed = run_main(*BANDIT_LONG, f"--workdir={tmp_path / 'resumed'}")
+  resumed = run_main(*args, f"--workdir={tmp_path / 'resumed'}")
   assert resumed.returncode == 0, resumed.stderr
   assert read_jsonl(str(tmp_path / "straight")) == read_jsonl(str(tmp_path / "resumed"))
   assert_trees_close(saved_state(str(tmp_path / "straight")),
@@ -236,11 +243,46 @@ def test_evaluate_mode_scores_the_tested_state_on_another_data_set(source_run, t
 
 
 def test_evaluate_mode_from_the_command_line_writes_eval_name_json(tiny_mnist_dir, tmp_path):
-  args = (f"--config={SMOKE}", f"--config.data.dir={tiny_mnist_dir}", f"--workdir={tmp_path}")
-  assert run_main(*args, "--config.num_steps=16").returncode == 0
-  result = run_main(*args, "--mode=evaluate", "--eval_split=train", "--eval_name=tiny_train")
+  train.run(smoke_config(num_steps=8, **{"data.dir": tiny_mnist_dir}), str(tmp_path))
+  result = run_main(f"--config={SMOKE}", f"--config.data.dir={tiny_mnist_dir}",
+                    f"--workdir={tmp_path}", "--mode=evaluate", "--eval_split=train",
+                    "--eval_name=tiny_train")
   assert result.returncode == 0, result.stderr
   with open(tmp_path / "eval_tiny_train.json") as f:
     evaluated = json.load(f)
   assert evaluated["split"] == "train" and evaluated["examples"] == 512
   assert json.loads(result.stdout) == evaluated["metrics"]
+
+
+def test_inputs_and_targets_are_made_inside_the_step():
+  """A denoiser's recipe: noisy inputs from the step's RNG, the clean images as targets."""
+  config = _mlp(**{"model.num_classes": 784})
+  config.data.normalize = "none"
+  images = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype(np.uint8)
+  splits = Splits(train={"image": images}, validation=None, test={"image": images})
+
+  def noisy_inputs(rng, images_BHWC, batch):
+    noisy = images_BHWC + 0.1 * jax.random.normal(rng, images_BHWC.shape)
+    return noisy, {**batch, "target": images_BHWC.reshape(len(images_BHWC), -1)}
+
+  task = supervised.build(
+      config, splits, 10, inputs_and_targets=noisy_inputs,
+      loss=lambda outputs, batch: jnp.mean(jnp.square(outputs - batch["target"]), axis=-1),
+      metrics=lambda outputs, batch: {})
+  batch = {"image": jnp.asarray(images)}
+  state = task.init(jax.random.key(0), batch)
+  rng = jax.random.key(3)
+  clean = images.reshape(4, -1) / 255.0
+  noisy, _ = noisy_inputs(rng, jnp.asarray(images, jnp.float32) / 255.0, {})
+  outputs = task_model_outputs(config, state, noisy)
+  np.testing.assert_allclose(task.eval_step(state, batch, rng)["loss"],
+                             np.mean(np.square(outputs - clean), axis=-1), rtol=1e-5)
+  assert not np.allclose(task.eval_step(state, batch, jax.random.key(4))["loss"],
+                         task.eval_step(state, batch, rng)["loss"])  # the noise is the RNG's
+  _, metrics = task.train_step(state, batch, rng)
+  assert np.isfinite(metrics["loss"])
+
+
+def task_model_outputs(config, state, inputs):
+  return np.asarray(models.build(config.model).apply(
+      {"params": state.params, "batch_stats": state.batch_stats}, inputs, train=False))

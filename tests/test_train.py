@@ -190,6 +190,8 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tiny_mnist_dir, uninterrup
       results.append(json.load(f))
   assert results[0]["test"] == results[1]["test"]
   assert results[0]["best_validation"] == results[1]["best_validation"]
+  # The checkpoint the stop made (off the evaluation schedule) is gone: the same ones are kept.
+  assert finished_steps(straight) == finished_steps(tmp_path / "resumed")
 
 
 def test_two_processes_match_one_and_resume(tiny_mnist_dir, tmp_path):

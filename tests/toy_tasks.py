@@ -208,10 +208,17 @@ def build_bandit(config: ml_collections.ConfigDict, splits, total_steps: int) ->
 
 
 def register() -> None:
-  """Adds the toy tasks and the mixture data set to dljax's registries (idempotent)."""
+  """Adds the toy tasks and the mixture data set to dljax's registries (idempotent; `unregister`
+  takes them out again, so other tests see the registries as shipped)."""
   no_checks = lambda config: None
   tasks.TASKS.setdefault("gan2d", types.SimpleNamespace(
       build=build_gan2d, validate=no_checks, task_config=gan2d_config))
   tasks.TASKS.setdefault("bandit", types.SimpleNamespace(
       build=build_bandit, validate=no_checks, task_config=bandit_config))
   data.DATASETS.setdefault("mixture2d", mixture)
+
+
+def unregister() -> None:
+  for name in ("gan2d", "bandit"):
+    tasks.TASKS.pop(name, None)
+  data.DATASETS.pop("mixture2d", None)
