@@ -98,6 +98,10 @@ class _Trial:
   def active(self) -> bool:
     return not self.meta["stopped_early"] and self.diverged_at is None
 
+  def close(self) -> None:
+    self.writer.close()
+    self.checkpointer.close()
+
 
 class _Data:
   """The data side of a run: the splits as pipelines, and what each train step gets from the
@@ -174,15 +178,7 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
   for config in configs:
     config_lib.validate(config)
   preempted = held.enter_context(_PreemptionFlag())  # from here on SIGTERM stops cleanly
-  changes = []
-  for trial_config, workdir in zip(configs, workdirs, strict=True):
-    if jax.process_index() == 0:
-      workdir_lib.lock(workdir, held)
-      if restart:
-        workdir_lib.start_over(workdir)
-    changes.append(workdir_lib.changes(workdir, trial_config, allow_changes))
-  if restart and jax.process_count() > 1:
-    multihost_utils.sync_global_devices("dljax: earlier run deleted")
+  changes = _claim(configs, workdirs, restart, allow_changes, held)
   values_K = trials.stacked_values(configs)  # {key: [K]}: what the task sees differ
   config = configs[0]  # all else is the same for every trial
   num_trials = len(configs)
@@ -325,19 +321,15 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
   progress.close()
   for run_k in runs:
     run_k.checkpointer.wait()
-  if stop:
+  diverged = [r for r in runs if r.diverged_at is not None]
+  if stop or len(diverged) == num_trials:
     for run_k in runs:
-      run_k.writer.close()
-      run_k.checkpointer.close()
-    return [None] * num_trials
+      run_k.close()
+    if stop:
+      return [None] * num_trials
+    raise RunError("; ".join(_divergence_message(r) for r in diverged))
 
   # 5. Test and write results. -------------------------------------------------------------------
-  diverged = [r for r in runs if r.diverged_at is not None]
-  if len(diverged) == num_trials:
-    for run_k in runs:
-      run_k.writer.close()
-      run_k.checkpointer.close()
-    raise RunError("; ".join(_divergence_message(r) for r in diverged))
   tested_states = []
   for k, run_k in enumerate(runs):
     best, last_step = run_k.meta["best"], run_k.meta["step"]
@@ -352,40 +344,20 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
   test_seconds = time.perf_counter() - test_start
   results = []
   for k, run_k in enumerate(runs):
-    run_k.checkpointer.close()
     if run_k in diverged:
-      run_k.writer.close()
+      run_k.close()
       results.append(None)
       continue
-    test, meta = tests[k], run_k.meta
+    test = tests[k]
     if task.analyze is not None and "test" in feed.eval:
       outputs, examples = gather_outputs(tested_states[k], task, feed.eval["test"],
-                                       feed.eval_batch_size, stream_keys("eval")[k])
+                                         feed.eval_batch_size, stream_keys("eval")[k])
       if jax.process_index() == 0:
         test.update(task.analyze(tested_states[k], outputs, examples, run_k.workdir))
-    best = meta["best"]
-    results.append({
-        "best_validation": best and {
-            "metric": stopping.metric, "mode": stopping.mode, "value": best["value"],
-            "step": best["step"], "epoch": feed.epochs(best["step"]), "metrics": best["metrics"]},
-        "test": test,
-        "tested_step": meta["tested_step"],
-        "steps": meta["step"],
-        "epochs": feed.epochs(meta["step"]),
-        "stopped_early": meta["stopped_early"],
-        "parameters": int(sum(np.prod(x.shape) for x in jax.tree.leaves(tested_states[k].params))),
-        "train_seconds": meta["train_seconds"],
-        "compile_seconds": compile_seconds,
-        # Over every step the run took and every second it trained, across resumptions.
-        "steps_per_second": meta["step"] / meta["train_seconds"] if meta["train_seconds"] else None,
-        "examples_per_second": (meta["step"] * feed.batch_size / meta["train_seconds"]
-                                if meta["train_seconds"] and feed.train else None),
-        "inference_ms_per_example": (1000 * test_seconds / num_trials / feed.eval[
-            "test"].num_examples) if "test" in feed.eval else None,
-        "trials_together": num_trials,
-    })
-    run_k.writer.write(meta["step"], "test", test)
-    run_k.writer.close()
+    results.append(_results(run_k.meta, test, tested_states[k], feed, stopping, num_trials,
+                            compile_seconds, test_seconds / num_trials))
+    run_k.writer.write(run_k.meta["step"], "test", test)
+    run_k.close()
     if jax.process_index() == 0:
       _write_json(os.path.join(run_k.workdir, "results.json"), results[-1])
       plots.curves(writers.read_metrics(run_k.workdir), feed.steps_per_epoch,
@@ -393,6 +365,33 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
   if diverged:
     raise RunError("; ".join(_divergence_message(r) for r in diverged))
   return results
+
+
+def _results(meta: dict[str, Any], test: dict[str, float], tested_state: Any, feed: _Data,
+             stopping: ml_collections.ConfigDict, num_trials: int, compile_seconds: float,
+             test_seconds: float) -> dict[str, Any]:
+  """results.json of one trial."""
+  best, seconds = meta["best"], meta["train_seconds"]
+  return {
+      "best_validation": best and {
+          "metric": stopping.metric, "mode": stopping.mode, "value": best["value"],
+          "step": best["step"], "epoch": feed.epochs(best["step"]), "metrics": best["metrics"]},
+      "test": test,
+      "tested_step": meta["tested_step"],
+      "steps": meta["step"],
+      "epochs": feed.epochs(meta["step"]),
+      "stopped_early": meta["stopped_early"],
+      "parameters": int(sum(np.prod(x.shape) for x in jax.tree.leaves(tested_state.params))),
+      "train_seconds": seconds,
+      "compile_seconds": compile_seconds,
+      # Over every step the run took and every second it trained, across resumptions.
+      "steps_per_second": meta["step"] / seconds if seconds else None,
+      "examples_per_second": meta["step"] * feed.batch_size / seconds if (
+          seconds and feed.train) else None,
+      "inference_ms_per_example": 1000 * test_seconds / feed.eval["test"].num_examples if (
+          "test" in feed.eval) else None,
+      "trials_together": num_trials,
+  }
 
 
 def split_metrics(eval_sums: Callable, state, task: tasks.Task, split_data,
@@ -415,6 +414,21 @@ def masked_sums(eval_step: Callable, eval_key: jax.Array) -> Callable:
     return {name: jnp.sum(jnp.where(mask_B, value_B, 0.0), axis=-1)
             for name, value_B in values.items()}
   return eval_sums
+
+
+def _claim(configs, workdirs, restart: bool, allow_changes: bool,
+           held: contextlib.ExitStack) -> list[dict[str, list[Any]]]:
+  """Locks each workdir (until `held` closes), clears it if `restart`, and returns each one's
+  config changes since its checkpoints (`workdir.changes`: refused unless `allow_changes`)."""
+  for workdir in workdirs:
+    if jax.process_index() == 0:
+      workdir_lib.lock(workdir, held)
+      if restart:
+        workdir_lib.start_over(workdir)
+  if restart and jax.process_count() > 1:
+    multihost_utils.sync_global_devices("dljax: earlier run deleted")
+  return [workdir_lib.changes(workdir, config, allow_changes)
+          for config, workdir in zip(configs, workdirs, strict=True)]
 
 
 def _start(runs: list[_Trial], abstract_trial_state, stack: trials.Stack,

@@ -126,8 +126,7 @@ def test_a_task_with_no_data_set_resumes_bit_identically_after_kill_9(tmp_path):
   code = start_and_stop_after_first_checkpoint(args, tmp_path / "resumed", signal.SIGKILL,
                                                last_step=BANDIT_LONG["num_steps"])
   assert code == -signal.SIGKILL
-  resumed = run_main(*args, f"--workdir={tmp_path / 'resumed'}")
-  assert resumed.returncode == 0, resumed.stderr
+  train.run(toy_config("bandit", **BANDIT_LONG), str(tmp_path / "resumed"))
   assert read_jsonl(str(tmp_path / "straight")) == read_jsonl(str(tmp_path / "resumed"))
   assert_trees_close(saved_state(str(tmp_path / "straight")),
                      saved_state(str(tmp_path / "resumed")), atol=0)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -25,6 +26,14 @@ from tests.test_train import (
   read_jsonl,
   smoke_config,
 )
+
+
+def smoke_config_like(config, **overrides):
+  """A copy of `config` with `overrides` (dotted keys)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for key, value in overrides.items():
+    config_lib.override(config, key, value)
+  return config
 
 
 def mock_run(config, path, **kwargs):
@@ -77,7 +86,9 @@ def test_a_diverging_run_stops_with_one_line_and_resumes_with_a_lower_learning_r
   args = (f"--config={SMOKE}", f"--config.data.dir={tiny_mnist_dir}", f"--workdir={tmp_path}",
           "--config.optimizer.name=sgd", "--config.log_every_steps=2",
           "--config.eval_every_steps=4", "--allow_changes")
-  assert run_main(*args, "--config.num_steps=8").returncode == 0  # finite checkpoints: 4, 8
+  config = smoke_config(**{"data.dir": tiny_mnist_dir, "optimizer.name": "sgd",
+                           "log_every_steps": 2, "eval_every_steps": 4})
+  train.run(smoke_config_like(config, num_steps=8), str(tmp_path))  # finite checkpoints: 4, 8
   result = run_main(*args, "--config.num_steps=16", "--config.optimizer.learning_rate=1e4")
   assert result.returncode == 1, result.stderr
   errors = [line for line in result.stderr.splitlines() if line.startswith("dljax: error:")]
@@ -87,10 +98,10 @@ def test_a_diverging_run_stops_with_one_line_and_resumes_with_a_lower_learning_r
   assert "Traceback" not in result.stderr
   assert finished_steps(tmp_path)[-1] == 8  # nothing non-finite was saved
 
-  resumed = run_main(*args, "--config.num_steps=16", "--config.optimizer.learning_rate=1e-2")
-  assert resumed.returncode == 0, resumed.stderr
-  with open(tmp_path / "results.json") as f:
-    assert np.isfinite(json.load(f)["test"]["loss"])
+  resumed = train.run(smoke_config_like(config, num_steps=16,
+                                        **{"optimizer.learning_rate": 1e-2}),
+                      str(tmp_path), allow_changes=True)
+  assert np.isfinite(resumed["test"]["loss"])
   train_steps = [r["step"] for r in read_jsonl(str(tmp_path)) if r["split"] == "train"]
   assert train_steps == list(range(2, 17, 2))  # the diverged steps' records were dropped
   history = read_info(tmp_path)["changes"]
@@ -177,10 +188,8 @@ def test_sigterm_while_starting_exits_cleanly_and_its_checkpoint_goes_at_the_end
   process.send_signal(signal.SIGTERM)
   _, stderr = process.communicate(timeout=120)
   assert process.returncode == 0, stderr
-  result = run_main(*args)
-  assert result.returncode == 0, result.stderr
-  with open(tmp_path / "results.json") as f:
-    results = json.load(f)
+  results = train.run(smoke_config(**{"data.dir": tiny_mnist_dir, "num_steps": 40,
+                                      "eval_every_steps": 20}), str(tmp_path))
   assert results["examples_per_second"] == pytest.approx(
       results["steps"] * 64 / results["train_seconds"])
   assert finished_steps(tmp_path) == [20, 40]

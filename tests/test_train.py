@@ -30,6 +30,17 @@ def smoke_config(**overrides):
   return config
 
 
+def config_from_args(*args: str):
+  """The config `python -m dljax.main ARGS` trains: --config=SPEC and its --config.KEY=VALUE."""
+  spec = next(a.removeprefix("--config=") for a in args if a.startswith("--config="))
+  config = config_lib.load(spec)
+  for arg in args:
+    if arg.startswith("--config."):
+      key, _, value = arg.removeprefix("--config.").partition("=")
+      config_lib.override(config, key, value)
+  return config
+
+
 def latest_params(workdir: str):
   """The params of the newest checkpoint in `workdir` as numpy arrays, whatever devices wrote it."""
   path = os.path.join(workdir, "checkpoints", str(finished_steps(workdir)[-1]), "state")
@@ -126,14 +137,26 @@ PARITY = ("--config.batch_size=64", "--config.model.dropout=0.0", "--config.opti
           "--config.optimizer.learning_rate=0.1", "--config.optimizer.momentum=0.9")
 
 
-def test_eight_devices_match_one(tiny_mnist_dir, tmp_path):
-  args = (f"--config={SMOKE}", f"--config.data.dir={tiny_mnist_dir}", *PARITY)
-  for devices in (1, 8):
-    result = run_main(*args, f"--workdir={tmp_path / str(devices)}", devices=devices)
-    assert result.returncode == 0, result.stderr
-  with open(tmp_path / "8" / "config.json") as f:
+def parity_args(data_dir: str) -> tuple[str, ...]:
+  return (f"--config={SMOKE}", f"--config.data.dir={data_dir}", *PARITY,
+          "--config.eval_every_steps=4", "--config.num_steps=16")
+
+
+@pytest.fixture(scope="module")
+def eight_device_run(tiny_mnist_dir, tmp_path_factory):
+  """PARITY trained on 8 fake devices in one process: what 1 device and 2 processes must match."""
+  workdir = tmp_path_factory.mktemp("eight")
+  result = run_main(*parity_args(tiny_mnist_dir), f"--workdir={workdir}", devices=8)
+  assert result.returncode == 0, result.stderr
+  return workdir
+
+
+def test_eight_devices_match_one(tiny_mnist_dir, eight_device_run, tmp_path):
+  result = run_main(*parity_args(tiny_mnist_dir), f"--workdir={tmp_path}", devices=1)
+  assert result.returncode == 0, result.stderr
+  with open(eight_device_run / "config.json") as f:
     assert json.load(f)["device_count"] == 8
-  assert_trees_close(latest_params(str(tmp_path / "1")), latest_params(str(tmp_path / "8")),
+  assert_trees_close(latest_params(str(tmp_path)), latest_params(str(eight_device_run)),
                      atol=1e-5)
 
 
@@ -178,8 +201,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tiny_mnist_dir, uninterrup
   args = (*LONG_RUN, f"--config.data.dir={tiny_mnist_dir}")
   code = start_and_stop_after_first_checkpoint(args, tmp_path / "resumed", stop_signal)
   assert code == (-signal.SIGKILL if stop_signal == signal.SIGKILL else 0)
-  resumed = run_main(*args, f"--workdir={tmp_path / 'resumed'}")
-  assert resumed.returncode == 0, resumed.stderr
+  train.run(config_from_args(*args), str(tmp_path / "resumed"))  # resumes as main would
 
   straight = str(uninterrupted_run)
   assert_trees_close(latest_params(straight), latest_params(str(tmp_path / "resumed")), atol=0)
@@ -194,11 +216,8 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tiny_mnist_dir, uninterrup
   assert finished_steps(straight) == finished_steps(tmp_path / "resumed")
 
 
-def test_two_processes_match_one_and_resume(tiny_mnist_dir, tmp_path):
-  args = (f"--config={SMOKE}", f"--config.data.dir={tiny_mnist_dir}", *PARITY,
-          "--config.eval_every_steps=4")
-  single = run_main(*args, "--config.num_steps=16", f"--workdir={tmp_path / 'one'}", devices=8)
-  assert single.returncode == 0, single.stderr
+def test_two_processes_match_one_and_resume(tiny_mnist_dir, eight_device_run, tmp_path):
+  args = [a for a in parity_args(tiny_mnist_dir) if not a.startswith("--config.num_steps")]
 
   def two_processes(num_steps: int):
     port = 20000 + os.getpid() % 20000
@@ -215,7 +234,7 @@ def test_two_processes_match_one_and_resume(tiny_mnist_dir, tmp_path):
   two_processes(num_steps=8)  # stops halfway ...
   assert finished_steps(tmp_path / "two")[-1] == 8
   two_processes(num_steps=16)  # ... and both processes resume from the step-8 checkpoint
-  assert_trees_close(latest_params(str(tmp_path / "one")), latest_params(str(tmp_path / "two")),
+  assert_trees_close(latest_params(str(eight_device_run)), latest_params(str(tmp_path / "two")),
                      atol=1e-5)
 
 
