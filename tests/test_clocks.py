@@ -130,7 +130,7 @@ def test_course_files_prepare_again_only_with_force(tmp_path, capsys):
   arrays = tfds_io.read_split("clocks/course", "train", data_dir)
   np.testing.assert_array_equal(arrays["image"][..., 0], images_NHW[train_N])
   capsys.readouterr()
-  assert cli.main([*args, "--partial"]) == 1
+  assert cli.main([*args, "--partial"]) == 2
   assert capsys.readouterr().err.startswith("python -m dljax.data: error: --partial: clocks has")
 
 

@@ -292,7 +292,7 @@ def test_cli_prepares_then_does_nothing_the_second_time_unless_forced(idx_dir, t
 
 def test_a_split_of_another_size_than_the_catalogues_needs_partial(idx_dir, tmp_path, capsys):
   args = ["prepare", "mnist", "--from", idx_dir[0], "--data_dir", str(tmp_path)]
-  assert cli.main(args) == 1
+  assert cli.main(args) == 2
   assert capsys.readouterr().err == (
       "python -m dljax.data: error: mnist train has 10 examples, the TFDS catalogue's has 60000: "
       "not mnist; --partial prepares it anyway (e.g. a test subset)\n")
@@ -315,7 +315,7 @@ def test_a_failed_forced_preparation_keeps_the_old_copy(idx_dir, tmp_path):
 
 def test_cli_reports_a_data_error_in_one_line(tmp_path, capsys):
   args = ["prepare", "cifar10", "--from", str(tmp_path / "nowhere"), "--data_dir", str(tmp_path)]
-  assert cli.main(args) == 1
+  assert cli.main(args) == 2
   err = capsys.readouterr().err
   assert err == f"python -m dljax.data: error: {tmp_path / 'nowhere'}: no such directory\n"
 

@@ -10,7 +10,7 @@ show clocks [--size 64 --difficulty 1 --seed 0 --count 32 --out clocks.png]: wri
 of the first clocks of a rendered clocks data set, titled with their times.
 
 A data error (missing or corrupt files, ...) or a bad value (a clock size < 8, ...) prints one
-line and exits with status 1.
+line and exits with status 2 (as argparse does for a bad argument).
 """
 
 import argparse
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     SUBCOMMANDS[args.command].run(args)
   except (ConfigError, DataError) as error:
     print(f"{parser.prog}: error: {error}", file=sys.stderr)
-    return 1
+    return 2
   return 0
 
 
