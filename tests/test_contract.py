@@ -17,6 +17,7 @@ from tensorboard.backend.event_processing import event_file_loader
 
 from dljax import checkpoint, config_lib, evaluation, models, tasks, train
 from dljax.data import Splits
+from dljax.data import __main__ as data_cli
 from dljax.errors import ConfigError
 from dljax.tasks import supervised
 from dljax.tasks.task import Task
@@ -285,3 +286,25 @@ def test_inputs_and_targets_are_made_inside_the_step():
 def task_model_outputs(config, state, inputs):
   return np.asarray(models.build(config.model).apply(
       {"params": state.params, "batch_stats": state.batch_stats}, inputs, train=False))
+
+
+def test_a_clock_model_is_scored_on_the_course_clocks(tmp_path):
+  """The issue's example: trained on rendered clocks, scored on the course's images.npy."""
+  config = config_lib.load("configs/clock_periodic.py:smoke")
+  for key, value in {"data.dir": str(tmp_path / "tfds"), "data.clocks.size": 150,
+                     "data.clocks.num_examples": 100, "num_steps": 2, "data.eval_limit": 8,
+                     "eval_batch_size": 8}.items():
+    config_lib.override(config, key, value)
+  train.run(config, str(tmp_path / "run"))
+  course = tmp_path / "course"
+  course.mkdir()
+  rng = np.random.default_rng(0)
+  np.save(course / "images.npy", rng.integers(0, 256, (10, 150, 150), dtype=np.uint8))
+  np.save(course / "labels.npy", np.stack([rng.integers(0, 12, 10), rng.integers(0, 60, 10)], 1))
+  assert data_cli.main(["prepare", "clocks", "--from", str(course),
+                        "--data_dir", str(tmp_path / "tfds")]) == 0
+  config_lib.override(config, "data.clocks.source", "course")
+  evaluated = evaluation.evaluate(config, str(tmp_path / "run"), "course")
+  assert evaluated["examples"] == 2 and 0 <= evaluated["metrics"]["error_minutes"] <= 360
+  assert "error_minutes_median" in evaluated["metrics"]  # the task's analysis ran ...
+  assert (tmp_path / "run" / "eval_course" / "error_histogram.png").exists()  # ... and drew
