@@ -1,10 +1,11 @@
 """Orbax checkpoints of a run: the task state plus the JSON the trainer needs to resume exactly.
 
 A checkpoint is written at every evaluation, on SIGTERM and at the end. It holds the task state
-(params, optimiser state, BatchNorm statistics, ...) and `meta`: the step, the seed, the early
-stopping state and the seconds trained so far. The RNG and the data order are pure functions of
-(seed, step), so step and seed are all it takes to continue with the same batches and the same
-dropout masks.
+(params, optimiser state, BatchNorm statistics, ...) and `meta`: the step, the best validation,
+the early stopping state and the seconds trained so far. The RNG and the data order are pure
+functions of (seed, step), and the seed is the config's (which a resumption checks against
+config.json), so the step is all it takes to continue with the same batches and the same dropout
+masks.
 
 Which checkpoints are kept is one rule, here: the two latest (a damaged latest one leaves the one
 before it to resume from) and the one the trainer selected as best, whichever step that is; the

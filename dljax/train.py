@@ -88,11 +88,11 @@ class _Trial:
   checkpointer: checkpoint.Checkpointer
   writer: writers.MetricWriter
   changes: dict[str, list[Any]]  # config keys changed since its checkpoints: {key: [old, new]}
-  # Saved with each checkpoint: step, seed, best, early stopping, seconds, divergence.
+  # Saved with each checkpoint: the step, the best validation, early stopping, seconds trained.
   meta: dict[str, Any] = dataclasses.field(default_factory=lambda: {
       "step": 0, "best": None, "evals_without_improvement": 0, "stopped_early": False,
       "train_seconds": 0.0})
-  diverged_at: int | None = None
+  diverged_at: int | None = None  # the step of its first non-finite train metric
 
   @property
   def active(self) -> bool:
