@@ -308,3 +308,10 @@ def test_a_clock_model_is_scored_on_the_course_clocks(tmp_path):
   assert evaluated["examples"] == 2 and 0 <= evaluated["metrics"]["error_minutes"] <= 360
   assert "error_minutes_median" in evaluated["metrics"]  # the task's analysis ran ...
   assert (tmp_path / "run" / "eval_course" / "error_histogram.png").exists()  # ... and drew
+
+
+def test_a_task_with_no_data_set_stops_early_on_its_evaluators_metric(tmp_path):
+  # The bandit's regret is 0 from the first evaluation on: no later one improves on it.
+  results = train.run(toy_config("bandit", **{"early_stopping.patience": 2}), str(tmp_path))
+  assert results["stopped_early"] and results["steps"] == 3 * 50
+  assert results["best_validation"]["step"] == 50 and results["tested_step"] == 150
