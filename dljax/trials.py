@@ -71,7 +71,7 @@ def differing(configs: Sequence[ml_collections.ConfigDict]) -> dict[str, list[An
                         f"{values[1]!r}, ...); only these may: {', '.join(VALUE_KEYS)}")
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
       raise ConfigError(f"config.{key}: trials trained together need numbers, got {values!r}")
-  if "seed" in found and configs[0].data.validation == "random":
+  if "seed" in found and "data" in configs[0] and configs[0].data.validation == "random":
     raise ConfigError("config.seed differs between trials trained together, but "
                       "config.data.validation='random' draws the validation split from it")
   return found

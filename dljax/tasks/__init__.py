@@ -7,13 +7,14 @@ import ml_collections
 
 from dljax.data import Splits
 from dljax.registry import lookup
-from dljax.tasks import classification, clock
+from dljax.tasks import classification, clock, dqn
 from dljax.tasks.task import Task
 
 # name -> the task's module (`build`, `validate`).
 TASKS: dict[str, types.ModuleType] = {
     "classification": classification,
     "clock": clock,
+    "dqn": dqn,
 }
 
 
