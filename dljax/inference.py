@@ -43,18 +43,22 @@ class TrainedRun:
       init=False, repr=False)
 
   def __post_init__(self):
-    if self.task.predict is None:
-      raise ConfigError(f"{self.workdir}: task {self.config.task!r} makes no predictions")
     rng = jax.random.key(0)  # fixed: the same inputs always give the same outputs
-    self._predict = jax.jit(lambda state, batch: self.task.predict(state, batch, rng))
+    self._predict = self.task.predict and jax.jit(
+        lambda state, batch: self.task.predict(state, batch, rng))
 
   def predict(self, batch: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
     """The task's per-example outputs for `batch`: a dict of arrays with a leading batch axis,
     or, for tasks whose examples have an 'image', a bare uint8 array [N, H, W, C] of images.
 
     Raises:
+      ConfigError: the task makes no predictions from inputs (e.g. an agent with no data set:
+        use its `state`).
       DataError: an array's shape or dtype is not what the model was trained on.
     """
+    if self._predict is None:
+      raise ConfigError(f"{self.workdir}: task {self.config.task!r} makes no predictions from "
+                        "inputs; its trained state is `.state`")
     if not isinstance(batch, dict):
       if "image" not in self.example_spec:
         raise ConfigError(f"{self.workdir}: task {self.config.task!r} takes no images; pass a "
@@ -135,9 +139,13 @@ def _tested_step(workdir: str, steps: list[int]) -> tuple[int, dict[str, Any]]:
   return step, results
 
 
-def _splits(config: ml_collections.ConfigDict, label_names: list[str] | None) -> data.Splits:
+def _splits(config: ml_collections.ConfigDict,
+            label_names: list[str] | None) -> data.Splits | None:
   """What `tasks.build` needs of the data: the class names, and the train split's statistics
-  where the inputs are standardised by them (read from the data set, streaming)."""
+  where the inputs are standardised by them (read from the data set, streaming); None for a task
+  with no data set."""
+  if "data" not in config:
+    return None
   if config.data.normalize == "none":
     # No examples: the task reads only the class names.
     return data.Splits(train={}, validation=None, test={},

@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 from flax import struct
 from tensorboard.backend.event_processing import event_file_loader
 
+import dljax
 from dljax import checkpoint, config_lib, evaluation, models, tasks, train
 from dljax.data import Splits
 from dljax.data import __main__ as data_cli
@@ -315,3 +316,11 @@ def test_a_task_with_no_data_set_stops_early_on_its_evaluators_metric(tmp_path):
   results = train.run(toy_config("bandit", **{"early_stopping.patience": 2}), str(tmp_path))
   assert results["stopped_early"] and results["steps"] == 3 * 50
   assert results["best_validation"]["step"] == 50 and results["tested_step"] == 150
+
+
+def test_a_run_with_no_data_set_loads_for_its_state(tmp_path):
+  train.run(toy_config("bandit", num_steps=50), str(tmp_path))
+  run = dljax.load(str(tmp_path))
+  np.testing.assert_array_equal(run.state.params, saved_state(str(tmp_path))["params"])
+  with pytest.raises(ConfigError, match="makes no predictions from inputs"):
+    run.predict({})
