@@ -1,0 +1,157 @@
+"""DQN on CartPole (dljax/tasks/dqn.py): the JAX CartPole against gymnasium's, the policies, one
+episode a train step through the one trainer, seeds trained together, kill -9 and resume, and
+the config errors."""
+
+import json
+import signal
+import warnings
+
+import gymnasium
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import configs.dqn_cartpole
+from dljax import config_lib, envs, train
+from dljax.errors import ConfigError
+from dljax.tasks import dqn
+from tests.test_contract import saved_state
+from tests.test_train import assert_trees_close, read_jsonl, start_and_stop_after_first_checkpoint
+
+SMOKE = "configs/dqn_cartpole.py:smoke"
+
+
+def smoke_config(arg: str = "", **overrides):
+  config = config_lib.load(f"{SMOKE}{',' + arg if arg else ''}")
+  for key, value in overrides.items():
+    config_lib.override(config, key, value)
+  return config
+
+
+STATE_FIELDS = ("x", "x_dot", "theta", "theta_dot")
+
+
+@pytest.mark.parametrize("x64", [True, False], ids=["float64", "float32"])
+def test_cartpole_v0_steps_as_gymnasiums_for_hundreds_of_steps(x64):
+  """The same actions from the same states give the same states, rewards, terminations and
+  200-step cap as gymnasium's CartPole-v0. In float64 the JAX environment runs on beside
+  gymnasium's for whole episodes; in float32 (what training runs) it starts each step from
+  gymnasium's state, since rounding differences grow over an episode. A controller that leans
+  into the pole takes episodes to the cap, random actions end them early."""
+  with jax.enable_x64(x64), warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # gymnasium: CartPole-v0 is out of date
+    reference = gymnasium.make("CartPole-v0")
+    env, params = envs.make("CartPole-v0")
+    step = jax.jit(lambda state, action: env.step_env(jax.random.key(0), state, action, params))
+    is_truncated = jax.jit(lambda state: env.is_truncated(state, params))
+    start = env.reset(jax.random.key(0), params)[1]
+    as_state = lambda values, time: start.replace(time=time, **dict(zip(
+        STATE_FIELDS, jnp.asarray(values, jnp.float64 if x64 else jnp.float32), strict=True)))
+    random_actions = np.random.default_rng(0)
+    steps, capped = 0, 0
+    for episode in range(6):
+      obs, _ = reference.reset(seed=episode)
+      state = as_state(reference.unwrapped.state, 0)
+      for time in range(1, 201):
+        action = int(obs[2] + 0.5 * obs[3] > 0) if episode % 2 == 0 else int(
+            random_actions.integers(2))
+        if not x64:
+          state = as_state(reference.unwrapped.state, time - 1)
+        obs, reward, terminated, truncated, _ = reference.step(action)
+        _, state, jax_reward, jax_terminated, _ = step(state, action)
+        np.testing.assert_allclose([getattr(state, name) for name in STATE_FIELDS],
+                                   reference.unwrapped.state, rtol=1e-7 if x64 else 1e-5,
+                                   atol=1e-9 if x64 else 1e-6)
+        assert (float(jax_reward), bool(jax_terminated), bool(is_truncated(state))) == (
+            reward, terminated, truncated)
+        steps += 1
+        if terminated or truncated:
+          capped += truncated
+          break
+  assert steps > 600 and capped >= 2
+
+
+def test_policies_draw_their_actions():
+  q_BA = jnp.array([[0.0, 1.0], [1.0, 0.0]] * 500)
+  rng = jax.random.key(0)
+
+  def actions(name, epsilon=0.0, temperature=0.025):
+    noise = dqn.policy_noise(rng, q_BA.shape[:1], 2, name)
+    return np.asarray(dqn.policy(q_BA, epsilon, noise, name, temperature))
+
+  greedy = np.tile([1, 0], 500)
+  np.testing.assert_array_equal(actions("epsilon_greedy"), greedy)
+  assert 0.4 < np.mean(actions("epsilon_greedy", epsilon=1.0) == greedy) < 0.6
+  np.testing.assert_array_equal(actions("softmax"), greedy)  # Q differs by 40 T
+  # p(greedy) = 1 / (1 + exp(-1)) = 0.73 where Q differs by T.
+  assert 0.68 < np.mean(actions("softmax", temperature=1.0) == greedy) < 0.78
+
+
+def test_a_smoke_run_learns_one_episode_a_step(tmp_path):
+  results = train.run(smoke_config(), str(tmp_path))
+  train_records = [r for r in read_jsonl(str(tmp_path)) if r["split"] == "train"]
+  assert [r["step"] for r in train_records] == list(range(1, 7))  # one record per episode
+  returns = [r["return"] for r in train_records]
+  assert all(r == int(r) and 1 <= r <= 200 for r in returns)
+  assert train_records[-1]["mean_return_50"] == pytest.approx(np.mean(returns))
+  epsilons = [r["epsilon"] for r in train_records]
+  assert epsilons[0] == 1.0 > epsilons[-1]  # decayed once the memory held more than a batch
+  assert train_records[-1]["loss"] > 0
+  assert results["test"] == {"mean_return_50": pytest.approx(np.mean(returns)), "solved": 0.0}
+  assert results["epochs"] is None and results["parameters"] == 4 * 24 + 24 + 24 * 48 + 48 + 98
+
+
+def test_seeds_of_the_sarsa_softmax_agent_train_together_as_alone(tmp_path):
+  configs = [smoke_config("policy=softmax,target=sarsa", seed=seed) for seed in (0, 1)]
+  together = train.run_together(configs, [str(tmp_path / "0"), str(tmp_path / "1")])
+  alone = train.run(configs[1], str(tmp_path / "alone"))
+  assert together[1]["test"] == alone["test"]
+  assert together[0]["test"] != alone["test"]  # another seed, other episodes
+  assert_trees_close(saved_state(str(tmp_path / "1")), saved_state(str(tmp_path / "alone")),
+                     atol=1e-5)
+
+
+KILLED_RUN = {"num_steps": 60, "eval_every_steps": 10}
+
+
+def test_kill_9_and_resume_is_bit_identical(tmp_path):
+  train.run(smoke_config(**KILLED_RUN), str(tmp_path / "straight"))
+  args = (f"--config={SMOKE}", *(f"--config.{key}={value}" for key, value in KILLED_RUN.items()))
+  code = start_and_stop_after_first_checkpoint(args, tmp_path / "resumed", signal.SIGKILL,
+                                               last_step=KILLED_RUN["num_steps"])
+  assert code == -signal.SIGKILL
+  train.run(smoke_config(**KILLED_RUN), str(tmp_path / "resumed"))
+  assert read_jsonl(str(tmp_path / "straight")) == read_jsonl(str(tmp_path / "resumed"))
+  # The replay memory, the returns and epsilon are in the checkpoint with the weights.
+  straight = saved_state(str(tmp_path / "straight"))
+  assert any(path.startswith("memory/") for path in straight)
+  assert_trees_close(straight, saved_state(str(tmp_path / "resumed")), atol=0)
+  with open(tmp_path / "resumed" / "results.json") as f:
+    assert json.load(f)["steps"] == KILLED_RUN["num_steps"]
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("dqn.policy", "boltzmann", "config.dqn.policy='boltzmann': allowed: epsilon_greedy, softmax"),
+    ("dqn.target", "expected_sarsa", "config.dqn.target='expected_sarsa': allowed: q_learning, "
+     "sarsa"),
+    ("dqn.env", "MountainCar-v0", "config.dqn.env='MountainCar-v0': unknown environment; "
+     "allowed: CartPole-v0, CartPole-v1"),
+    ("dqn.memory", "16", "config.dqn.memory=16: must hold at least one batch "
+     "(config.batch_size=32)"),
+    ("dqn.temperature", "0", "config.dqn.temperature=0.0: must be > 0"),
+    ("dqn.loss", "l1", "config.dqn.loss='l1': allowed: mse, huber"),
+])
+def test_a_config_the_agent_cannot_train_is_one_line(key, value, message):
+  config = smoke_config()
+  config_lib.override(config, key, value)
+  with pytest.raises(ConfigError) as error:
+    config_lib.validate(config)
+  assert str(error.value) == message
+
+
+def test_the_agents_sweep_is_four_agents_of_32_seeds():
+  trials = configs.dqn_cartpole.sweep_agents()
+  assert len(trials) == 4 * 32
+  assert {t["config_arg"] for t in trials} == {
+      f"policy={p},target={t}" for p in dqn.POLICIES for t in dqn.TARGETS}
