@@ -128,6 +128,9 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None)
   _require(stopping.patience >= 0, "early_stopping.patience", stopping.patience,
            "must be >= 0 (0 = never stop early)")
   init_from = config.init_from
+  _require(not init_from.path or os.path.isdir(init_from.path) or (
+      init_from.path.endswith(".npz") and os.path.isfile(init_from.path)), "init_from.path",
+           init_from.path, "neither a dljax workdir nor a .npz file")
   _require(init_from.checkpoint in INIT_CHECKPOINTS, "init_from.checkpoint", init_from.checkpoint,
            f"allowed: {', '.join(INIT_CHECKPOINTS)}")
   for key in ("load", "skip"):

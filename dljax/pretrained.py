@@ -25,15 +25,14 @@ LOADABLE = ("params/", "batch_stats/")  # model variables; never optimiser state
 
 
 def read_source(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-  """{variable path: array} of `config.path` (a workdir or a .npz file)."""
+  """{variable path: array} of `config.path`: a workdir, else (`config_lib.validate` checked) a
+  .npz file."""
   path = config.path
   if os.path.isdir(path):
     return checkpoint.read_state(os.path.join(path, "checkpoints"), _source_step(path,
                                                                                 config.checkpoint))
-  if path.endswith(".npz") and os.path.isfile(path):
-    with np.load(path) as weights:
-      return {name: weights[name] for name in weights.files}
-  raise ConfigError(f"config.init_from.path={path!r}: neither a dljax workdir nor a .npz file")
+  with np.load(path) as weights:
+    return {name: weights[name] for name in weights.files}
 
 
 def load_into(state: Any, config: ml_collections.ConfigDict) -> Any:
