@@ -1,0 +1,140 @@
+r"""DQN on CartPole-v0, the four agents over many seeds: the speed of the jitted loop and the study.
+
+    python bench/dqn.py > dqn.json                    # 4 agents x 32 seeds x 200 episodes
+    python bench/dqn.py --seeds=4 --episodes=20       # a quick look
+
+Each agent of `configs/dqn_cartpole.sweep_agents()` trains its seeds together (one
+`dljax.train.run_together`, one jit: the seeds vmapped), one agent after the other in this
+process, each trial into its own workdir under --workdir, as
+`python -m launch.sweep --config=configs/dqn_cartpole.py --sweep=agents --vmap` would.
+Prints one JSON object: the machine, the settings, and per agent the wall, compile and train
+seconds, the environment steps taken (every episode's return: CartPole pays 1 a step) and
+steps per second, and the study: the mean of the last 50 returns at episodes 50, 100, 150 and
+200 (median and quartiles over seeds), the share of seeds that solved (mean of the last 50
+>= 195) and the median episode at which they did. --plot draws the mean of the last 50 against
+the episode per agent (median and interquartile band over seeds). Progress goes to stderr.
+A second call with the same --workdir re-reads finished trials instead of training them.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from configs import dqn_cartpole
+from dljax import config_lib, train, writers
+
+MILESTONES = (50, 100, 150, 200)
+
+
+def agent_configs(args: argparse.Namespace) -> dict[str, list]:
+  """{agent: its seeds' configs}, from the config file's agents sweep."""
+  agents = {}
+  for trial in dqn_cartpole.sweep_agents():
+    if trial["seed"] >= args.seeds:
+      continue
+    config = dqn_cartpole.get_config(trial["config_arg"])
+    for key, value in (("seed", trial["seed"]), ("num_steps", args.episodes),
+                       ("eval_every_steps", args.eval_every or args.episodes)):
+      config_lib.override(config, key, value)
+    agents.setdefault(trial["config_arg"], []).append(config)
+  return agents
+
+
+def train_agent(configs: list, workdirs: list[str]) -> dict:
+  """Trains one agent's seeds together; its seconds and every seed's returns [seeds, episodes]."""
+  start = time.perf_counter()
+  with contextlib.redirect_stdout(sys.stderr):
+    results = train.run_together(configs, workdirs)
+  wall = time.perf_counter() - start
+  series = [[r for r in writers.read_metrics(w) if r["split"] == "train"] for w in workdirs]
+  return {"wall_seconds": wall,
+          "compile_seconds": results[0]["compile_seconds"],
+          "train_seconds": results[0]["train_seconds"],
+          "returns": np.array([[r["return"] for r in s] for s in series]),
+          "mean_return_50": np.array([[r["mean_return_50"] for r in s] for s in series]),
+          "episodes_to_solve": [r["test"].get("episodes_to_solve") for r in results]}
+
+
+def summary(run: dict, solve_return: float) -> dict:
+  """One agent's line of the study: its speed, and its running means across seeds."""
+  steps = int(run["returns"].sum())
+  means_SE = run["mean_return_50"]
+  solved = [e for e in run["episodes_to_solve"] if e is not None]
+  quartiles = lambda values: [round(float(q), 1) for q in np.percentile(values, (25, 50, 75))]
+  return {
+      "wall_seconds": round(run["wall_seconds"], 1),
+      "compile_seconds": round(run["compile_seconds"], 1),
+      "train_seconds": round(run["train_seconds"], 1),
+      "env_steps": steps,
+      "env_steps_per_train_second": round(steps / run["train_seconds"]),
+      "mean_return_50_quartiles": {episode: quartiles(means_SE[:, episode - 1])
+                                   for episode in MILESTONES if episode <= means_SE.shape[1]},
+      "solved_share": len(solved) / len(means_SE),
+      "median_episodes_to_solve": float(np.median(solved)) if solved else None,
+      "solve_return": solve_return,
+  }
+
+
+def plot(runs: dict[str, dict], path: str) -> None:
+  """The mean of the last 50 returns against the episode: median and interquartile band."""
+  figure = Figure(figsize=(7, 4.5))
+  axis = figure.subplots()
+  for agent, run in runs.items():
+    means_SE = run["mean_return_50"]
+    episodes = np.arange(1, means_SE.shape[1] + 1)
+    low, median, high = np.percentile(means_SE, (25, 50, 75), axis=0)
+    line, = axis.plot(episodes, median, label=agent.replace("policy=", "").replace(
+        ",target=", " + "))
+    axis.fill_between(episodes, low, high, color=line.get_color(), alpha=0.2)
+  axis.axhline(195, color="grey", linestyle="--", linewidth=1)
+  axis.set(xlabel="episode", ylabel="mean return of the last 50 episodes",
+           title=f"DQN on CartPole-v0, {len(means_SE)} seeds each (median, 25-75%)")
+  axis.legend(loc="upper left")
+  figure.savefig(path, dpi=100, bbox_inches="tight")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--seeds", type=int, default=dqn_cartpole.SEEDS)
+  parser.add_argument("--episodes", type=int, default=200)
+  parser.add_argument("--eval_every", type=int, default=0,
+                      help="episodes between evaluations and checkpoints (0: only at the end)")
+  parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "dqn_bench"))
+  parser.add_argument("--plot", default="", help="write the study's PNG here")
+  args = parser.parse_args()
+
+  start = time.perf_counter()
+  runs = {}
+  for agent, configs in agent_configs(args).items():
+    workdirs = [os.path.join(args.workdir, f"{agent},seed={c.seed}") for c in configs]
+    runs[agent] = train_agent(configs, workdirs)
+  wall = time.perf_counter() - start
+  solve_return = dqn_cartpole.get_config().dqn.solve_return
+  if args.plot:
+    plot(runs, args.plot)
+  steps = sum(int(run["returns"].sum()) for run in runs.values())
+  train_seconds = sum(run["train_seconds"] for run in runs.values())
+  print(json.dumps({
+      "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                  "load_average": os.getloadavg()},
+      "settings": vars(args),
+      "wall_seconds": round(wall, 1),
+      "train_seconds": round(train_seconds, 1),
+      "env_steps": steps,
+      "env_steps_per_second": round(steps / wall),
+      "env_steps_per_train_second": round(steps / train_seconds),
+      "agents": {agent: summary(run, solve_return) for agent, run in runs.items()},
+  }, indent=2))
+
+
+if __name__ == "__main__":
+  main()
