@@ -9,12 +9,15 @@ import ml_collections
 from flax import linen as nn
 
 from dljax.errors import ConfigError
-from dljax.models import cnn, mlp
+from dljax.models import cnn, dcgan, mlp, vae
 from dljax.registry import lookup
 
 MODELS: dict[str, type[nn.Module]] = {
     "mlp": mlp.MLP,
     "cnn": cnn.CNN,
+    "dcgan": dcgan.DCGAN,
+    "vae_dense": vae.DenseVAE,
+    "vae_conv": vae.ConvVAE,
 }
 
 

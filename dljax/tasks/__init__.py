@@ -7,7 +7,7 @@ import ml_collections
 
 from dljax.data import Splits
 from dljax.registry import lookup
-from dljax.tasks import classification, clock, dqn
+from dljax.tasks import classification, clock, dqn, gan, vae
 from dljax.tasks.task import Task
 
 # name -> the task's module (`build`, `validate`).
@@ -15,6 +15,8 @@ TASKS: dict[str, types.ModuleType] = {
     "classification": classification,
     "clock": clock,
     "dqn": dqn,
+    "gan": gan,
+    "vae": vae,
 }
 
 

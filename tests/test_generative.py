@@ -1,0 +1,126 @@
+"""The generative tasks: the VAE's KL and reparameterisation, the GAN's two updates, smoke runs of
+both through the trainer with their sample PNGs, and one-line errors for their knobs."""
+
+import glob
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import configs.gan_mnist
+import configs.vae_mnist
+from dljax import config_lib, data, train, writers
+from dljax.errors import ConfigError
+from dljax.tasks import gan, vae
+
+
+def test_kl_of_a_standard_normal_posterior_is_zero():
+  assert float(vae.kl_divergence(jnp.zeros((1, 5)), jnp.zeros((1, 5)))[0]) == 0.0
+
+
+def test_kl_matches_the_closed_form_and_a_monte_carlo_estimate():
+  rng = np.random.default_rng(0)
+  mu_BL, logvar_BL = rng.normal(size=(2, 2, 3)).astype(np.float32)
+  sigma_BL = np.exp(0.5 * logvar_BL)
+  closed_form_B = np.sum(np.log(1 / sigma_BL) + (sigma_BL**2 + mu_BL**2) / 2 - 0.5, axis=-1)
+  kl_B = np.asarray(vae.kl_divergence(mu_BL, logvar_BL))
+  np.testing.assert_allclose(kl_B, closed_form_B, rtol=1e-5)
+  # E_q[log q(z) - log p(z)] over draws of the reparameterisation itself.
+  z_NBL = jax.vmap(lambda key: vae.reparameterize(key, mu_BL, logvar_BL))(
+      jax.random.split(jax.random.key(0), 100_000))
+  log_q = -0.5 * (np.square((z_NBL - mu_BL) / sigma_BL) + logvar_BL)
+  log_p = -0.5 * np.square(z_NBL)
+  np.testing.assert_allclose(np.mean(np.sum(log_q - log_p, axis=-1), axis=0), kl_B, rtol=0.02)
+
+
+def test_reparameterisation_is_differentiable_and_drawn_from_the_rng():
+  mu_BL, logvar_BL = jnp.full((2, 3), 0.5), jnp.full((2, 3), -1.0)
+  key = jax.random.key(1)
+  eps_BL = vae.reparameterize(key, jnp.zeros((2, 3)), jnp.zeros((2, 3)))
+  d_mu, d_logvar = jax.grad(lambda m, v: vae.reparameterize(key, m, v).sum(), argnums=(0, 1))(
+      mu_BL, logvar_BL)
+  np.testing.assert_allclose(d_mu, np.ones((2, 3)))
+  np.testing.assert_allclose(d_logvar, 0.5 * np.exp(0.5 * logvar_BL) * eps_BL, rtol=1e-6)
+  same = vae.reparameterize(key, mu_BL, logvar_BL)
+  np.testing.assert_array_equal(same, vae.reparameterize(key, mu_BL, logvar_BL))
+  assert not np.allclose(same, vae.reparameterize(jax.random.key(2), mu_BL, logvar_BL))
+
+
+def _tiny_splits() -> data.Splits:
+  images = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), dtype=np.uint8)
+  return data.Splits(train={"image": images}, validation=None, test={"image": images})
+
+
+def _first_step(config, rng):
+  task = {"vae": vae, "gan": gan}[config.task].build(config, _tiny_splits(), total_steps=10)
+  batch = {"image": _tiny_splits().train["image"]}
+  state = task.init(jax.random.key(0), batch)
+  return state, *jax.jit(task.train_step)(state, batch, rng)
+
+
+def test_the_vae_step_draws_its_codes_from_the_steps_rng():
+  config = configs.vae_mnist.get_config("smoke")
+  _, _, metrics = _first_step(config, jax.random.key(3))
+  _, _, again = _first_step(config, jax.random.key(3))
+  _, _, other = _first_step(config, jax.random.key(4))
+  assert float(metrics["loss"]) == float(again["loss"])
+  assert float(metrics["loss"]) != float(other["loss"])
+
+
+def test_a_gan_step_updates_each_network_with_its_own_optimiser():
+  before, after, metrics = _first_step(configs.gan_mnist.get_config("smoke"), jax.random.key(0))
+  for name in gan.NETWORKS:
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before.params[name],
+                           after.params[name])
+    assert all(jax.tree.leaves(changed)), name
+  assert set(after.opt_state) == set(gan.NETWORKS)
+  assert set(metrics) == {"d_loss", "g_loss", "d_real_accuracy", "d_fake_accuracy"}
+  assert 0 <= float(metrics["d_real_accuracy"]) <= 1
+
+
+def _sample_pngs(workdir: str, name: str) -> list[str]:
+  return sorted(os.path.basename(p) for p in glob.glob(
+      os.path.join(workdir, writers.SAMPLES_DIR, name, "*.png")))
+
+
+EACH_EVALUATION = ["step_00000008.png", "step_00000016.png", "test.png"]
+
+
+@pytest.mark.parametrize("arg", ["smoke", "smoke,conv,beta=0,reconstruction=mse"])
+def test_a_vae_trains_and_draws_samples_and_reconstructions_each_evaluation(arg, tmp_path):
+  with tfds.testing.mock_data(num_examples=300):
+    results = train.run(configs.vae_mnist.get_config(arg), str(tmp_path))
+  assert set(results["test"]) == {"loss", "kl", "bce", "mse", "mae"}
+  assert all(np.isfinite(list(results["test"].values())))
+  for name in ("samples", "reconstructions"):
+    assert _sample_pngs(str(tmp_path), name) == EACH_EVALUATION
+
+
+def test_a_gan_trains_logs_both_losses_and_draws_samples_each_evaluation(tmp_path):
+  with tfds.testing.mock_data(num_examples=300):
+    results = train.run(configs.gan_mnist.get_config("smoke"), str(tmp_path))
+  logged = {key for record in writers.read_metrics(str(tmp_path)) if record["split"] == "train"
+            for key in record}
+  assert {"d_loss", "g_loss", "d_real_accuracy", "d_fake_accuracy"} <= logged
+  assert set(results["test"]) == {"d_loss", "g_loss", "d_real_accuracy", "d_fake_accuracy"}
+  assert _sample_pngs(str(tmp_path), "samples") == ["step_00000004.png", "step_00000008.png",
+                                                    "test.png"]
+
+
+@pytest.mark.parametrize("config_module, key, value, message", [
+    (configs.vae_mnist, "vae.reconstruction", "l1",
+     "config.vae.reconstruction='l1': unknown reconstruction loss; allowed: bce, mse"),
+    (configs.vae_mnist, "model.latent", 0, "config.model.latent=0: sizes must be ints > 0"),
+    (configs.vae_mnist, "vae.beta", -1.0, "config.vae.beta=-1.0: must be >= 0"),
+    (configs.vae_mnist, "data.normalize", "per_pixel", "config.data.normalize='per_pixel'"),
+    (configs.gan_mnist, "model.latent", -1, "config.model.latent=-1: sizes must be ints > 0"),
+])
+def test_bad_knobs_are_one_line_config_errors(config_module, key, value, message):
+  config = config_module.get_config("smoke")
+  config_lib.override(config, key, value)
+  with pytest.raises(ConfigError) as error:
+    config_lib.validate(config)
+  assert str(error.value).startswith(message) and "\n" not in str(error.value)
