@@ -97,7 +97,7 @@ def plot(runs: dict[str, dict], path: str) -> None:
   axis.axhline(195, color="grey", linestyle="--", linewidth=1)
   axis.set(xlabel="episode", ylabel="mean return of the last 50 episodes",
            title=f"DQN on CartPole-v0, {len(means_SE)} seeds each (median, 25-75%)")
-  axis.legend(loc="upper left")
+  axis.legend(loc="lower right")
   figure.savefig(path, dpi=100, bbox_inches="tight")
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import configs.dqn_cartpole
-from dljax import config_lib, envs, train
+from dljax import checkpoint, config_lib, envs, train
 from dljax.errors import ConfigError
 from dljax.tasks import dqn
 from tests.test_contract import saved_state
@@ -100,19 +100,30 @@ def test_a_smoke_run_learns_one_episode_a_step(tmp_path):
   assert train_records[-1]["loss"] > 0
   assert results["test"] == {"mean_return_50": pytest.approx(np.mean(returns)), "solved": 0.0}
   assert results["epochs"] is None and results["parameters"] == 4 * 24 + 24 + 24 * 48 + 48 + 98
+  state = saved_state(str(tmp_path))  # no target network: Q(s', .) from the online one
+  for path, value in state.items():
+    if path.startswith("params/"):
+      np.testing.assert_array_equal(state[f"target_{path}"], value)
 
 
 def test_seeds_of_the_sarsa_softmax_agent_train_together_as_alone(tmp_path):
-  configs = [smoke_config("policy=softmax,target=sarsa", seed=seed) for seed in (0, 1)]
+  """With the options off by default on: Huber loss, and a target network copied every 1000
+  updates (not within the smoke run's 6 episodes)."""
+  configs = [smoke_config("policy=softmax,target=sarsa", seed=seed, **{
+      "dqn.loss": "huber", "dqn.target_update_every": 1000}) for seed in (0, 1)]
   together = train.run_together(configs, [str(tmp_path / "0"), str(tmp_path / "1")])
   alone = train.run(configs[1], str(tmp_path / "alone"))
   assert together[1]["test"] == alone["test"]
   assert together[0]["test"] != alone["test"]  # another seed, other episodes
-  assert_trees_close(saved_state(str(tmp_path / "1")), saved_state(str(tmp_path / "alone")),
-                     atol=1e-5)
+  last = saved_state(str(tmp_path / "alone"))
+  assert_trees_close(saved_state(str(tmp_path / "1")), last, atol=1e-5)
+  first = checkpoint.read_state(str(tmp_path / "alone" / "checkpoints"), 3)
+  for path in (p for p in last if p.startswith("params/")):
+    np.testing.assert_array_equal(last[f"target_{path}"], first[f"target_{path}"])
+    assert not np.array_equal(last[path], first[path])
 
 
-KILLED_RUN = {"num_steps": 60, "eval_every_steps": 10}
+KILLED_RUN = {"num_steps": 40, "eval_every_steps": 5}
 
 
 def test_kill_9_and_resume_is_bit_identical(tmp_path):
