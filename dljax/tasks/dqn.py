@@ -25,7 +25,6 @@ gives `mean_return_50`, `solved` (1 once that mean reached `solve_return`) and
 """
 
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +40,6 @@ from dljax.tasks.task import Task
 POLICIES = ("epsilon_greedy", "softmax")
 TARGETS = ("q_learning", "sarsa")
 LOSSES = ("mse", "huber")
-# The fields of DqnState a replay update changes.
-LEARNED = ("params", "target_params", "opt_state", "epsilon", "updates")
 SOLVE_WINDOW = 50  # episodes in the running mean of returns (`mean_return_50`)
 
 
@@ -212,10 +209,8 @@ def build(config: ml_collections.ConfigDict, data, total_steps: int) -> Task:
                     updates=jnp.int32(0), episode=jnp.int32(0),
                     returns_W=jnp.zeros(SOLVE_WINDOW, jnp.float32), solved_at=jnp.int32(0))
 
-  def update(state: DqnState, noise) -> tuple[dict[str, Any], jax.Array]:
-    """One replay update: a batch from the memory, one optimiser step, epsilon decayed; returns
-    the fields of LEARNED it changes (not the state: under vmap `lax.cond` selects between its
-    branches' outputs, and the memory's 20,000 rows a step would cost more than the update)."""
+  def update(state: DqnState, noise) -> tuple[DqnState, jax.Array]:
+    """One replay update: a batch from the memory, one optimiser step, epsilon decayed."""
     obs_BO, action_B, reward_B, next_obs_BO, done_B = state.memory.sample(noise["replay"])
     next_q_BA = q_values(state.target_params, next_obs_BO)
     if dqn.target == "sarsa":  # Q(s', a'), a' drawn from the policy
@@ -229,18 +224,18 @@ def build(config: ml_collections.ConfigDict, data, total_steps: int) -> Task:
     params = optax.apply_updates(state.params, updates)
     count = state.updates + 1
     copy = count % dqn.target_update_every == 0
-    return dict(
+    return state.replace(
         params=params, opt_state=opt_state, updates=count,
         target_params=jax.tree.map(lambda new, old: jnp.where(copy, new, old), params,
                                    state.target_params),
         epsilon=jnp.where(state.epsilon > dqn.epsilon_min, state.epsilon * dqn.epsilon_decay,
                           state.epsilon)), loss
 
-  def no_update(state: DqnState, noise) -> tuple[dict[str, Any], jax.Array]:
+  def no_update(state: DqnState, noise) -> tuple[DqnState, jax.Array]:
     del noise
-    return {name: getattr(state, name) for name in LEARNED}, jnp.float32(0.0)
+    return state, jnp.float32(0.0)
 
-  def episode_noise(rng) -> dict[str, Any]:
+  def episode_noise(rng) -> dict:
     """Every random number of an episode, one row per environment step."""
     env_rng, act_rng, replay_rng, next_action_rng = jax.random.split(rng, 4)
     noise_shape = lambda rows: (max_steps, rows)
@@ -262,8 +257,7 @@ def build(config: ml_collections.ConfigDict, data, total_steps: int) -> Task:
     state = state.replace(memory=state.memory.add(obs_O, action, reward, next_obs_O, done,
                                                   running))
     learns = running & (state.memory.size > batch_size)
-    learned, loss = jax.lax.cond(learns, update, no_update, state, noise)
-    state = state.replace(**learned)
+    state, loss = jax.lax.cond(learns, update, no_update, state, noise)
     return (state, next_obs_O, next_env_state, running & ~done,
             episode_return + jnp.where(running, reward, 0.0), loss_sum + loss), learns
 
