@@ -2,6 +2,7 @@ r"""DQN on CartPole-v0, the four agents over many seeds: the speed of the jitted
 
     python bench/dqn.py > dqn.json                    # 4 agents x 32 seeds x 200 episodes
     python bench/dqn.py --seeds=4 --episodes=20       # a quick look
+    python bench/dqn.py --override=dqn.target_update_every=100   # with a target network
 
 Each agent of `configs/dqn_cartpole.sweep_agents()` trains its seeds together (one
 `dljax.train.run_together`, one jit: the seeds vmapped), one agent after the other in this
@@ -41,8 +42,10 @@ def agent_configs(args: argparse.Namespace) -> dict[str, list]:
     if trial["seed"] >= args.seeds:
       continue
     config = dqn_cartpole.get_config(trial["config_arg"])
-    for key, value in (("seed", trial["seed"]), ("num_steps", args.episodes),
-                       ("eval_every_steps", args.eval_every or args.episodes)):
+    overrides = [("seed", trial["seed"]), ("num_steps", args.episodes),
+                 ("eval_every_steps", args.eval_every or args.episodes),
+                 *(item.split("=", 1) for item in args.override)]
+    for key, value in overrides:
       config_lib.override(config, key, value)
     agents.setdefault(trial["config_arg"], []).append(config)
   return agents
@@ -108,6 +111,8 @@ def main() -> None:
   parser.add_argument("--episodes", type=int, default=200)
   parser.add_argument("--eval_every", type=int, default=0,
                       help="episodes between evaluations and checkpoints (0: only at the end)")
+  parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                      help="a config override for every trial (repeatable)")
   parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "dqn_bench"))
   parser.add_argument("--plot", default="", help="write the study's PNG here")
   args = parser.parse_args()
