@@ -17,7 +17,14 @@ with KL: test MSE 0.0117 (IS 7.23), without (beta=0): MSE 0.0109 (IS 5.52).
 Arguments: `latent=N` (0: the variant's, 2 dense and 10 conv), `extra_layer`, `conv`, `beta=B`
 (the KL weight; 0 = KL off), `reconstruction=bce|mse`, `smoke` (seconds on a CPU).
 
-MEASURED_RESULT
+Measured on the real MNIST (2-core CPU shared with other jobs, last state after 20 epochs; MSE
+and MAE per pixel of [0, 1] images, loss = BCE + KL nats per image; README "Generative models"):
+
+    latent 2                     test loss 155.67, MSE 0.0438, MAE 0.1028   50 s of training
+    latent 20                    test loss 106.22, MSE 0.0139, MAE 0.0421   71 s
+    latent 20, extra layer       test loss 104.70, MSE 0.0148, MAE 0.0435   89 s
+
+The reports' MAEs (0.33-0.14) are on another scale: an all-black image scores 0.1325 here.
 """
 
 from dljax import config_lib, optim

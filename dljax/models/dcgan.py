@@ -94,6 +94,6 @@ class DCGAN(nn.Module):
   def discriminate(self, images_BHWC: jax.Array, *, train: bool) -> jax.Array:
     return self.discriminator(images_BHWC, train=train)
 
-  def __call__(self, z_BL: jax.Array, *, train: bool = False) -> jax.Array:
-    """D(G(z)): touches every parameter, for `init`."""
-    return self.discriminate(self.generate(z_BL), train=train)
+  def __call__(self, z_BL: jax.Array) -> jax.Array:
+    """D(G(z)) without dropout: touches every parameter, for `init`."""
+    return self.discriminate(self.generate(z_BL), train=False)

@@ -40,8 +40,7 @@ class _Gaussian(nn.Module):
 class _VAE(nn.Module):
   """What both VAEs share: `encode`, `decode` and, for `init`, decoding the mean."""
 
-  def __call__(self, x_BHWC: jax.Array, *, train: bool = False) -> jax.Array:
-    del train  # no dropout or BatchNorm
+  def __call__(self, x_BHWC: jax.Array) -> jax.Array:
     mu_BL, _ = self.encode(x_BHWC)
     return self.decode(mu_BL)
 
