@@ -70,7 +70,8 @@ def task_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       reconstruction="bce",  # a key of RECONSTRUCTIONS, summed over pixels
       beta=1.0,  # the KL term's weight; 0 = a plain autoencoder with a noisy code
-      grid=10,  # the PNGs: grid x grid samples, grid test images and their reconstructions
+      grid=10,  # the PNGs: grid x grid samples; grid / 2 rows of test images, each above its
+      # reconstructions
   ))
 
 
