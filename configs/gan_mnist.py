@@ -15,8 +15,9 @@ Score would), so the last state is tested.
 
 Measured on the real MNIST, 5 of the 10 epochs (`--config.num_epochs=5`; 2-core CPU shared with
 other jobs, 1,301 s of training, 7.2 steps/s): mostly recognisable digits from epoch 2 on and
-every class at the end (samples/samples/); at the end D called 88.0% of the test digits real and 55.3% of the
-fakes fake (d_loss 0.596, g_loss 0.727), no collapse. Inception Score: not measured yet.
+every class at the end (samples/samples/); at the end D called 88.0% of the test digits real
+and 55.3% of the fakes fake (d_loss 0.596, g_loss 0.727), no collapse. Inception Score: not
+measured yet.
 """
 
 from dljax import config_lib, optim
