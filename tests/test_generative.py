@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 
 import configs.gan_mnist
 import configs.vae_mnist
+import dljax
 from dljax import config_lib, data, train, writers
 from dljax.errors import ConfigError
 from dljax.tasks import gan, vae
@@ -97,6 +98,11 @@ def test_a_vae_trains_and_draws_samples_and_reconstructions_each_evaluation(arg,
   assert all(np.isfinite(list(results["test"].values())))
   for name in ("samples", "reconstructions"):
     assert _sample_pngs(str(tmp_path), name) == EACH_EVALUATION
+  images = np.zeros((3, 28, 28, 1), np.uint8)
+  run = dljax.load(str(tmp_path))
+  assert run.predict(images)["code"].shape == (3, run.config.model.latent)
+  assert list(run.describe(run.predict(images))[0]) == [
+      f"z{index}" for index in range(run.config.model.latent)]
 
 
 def test_a_gan_trains_logs_both_losses_and_draws_samples_each_evaluation(tmp_path):

@@ -17,7 +17,8 @@ reports' test reconstruction errors), with z drawn from q(z|x) by the eval step'
 the reports' Keras `vae.predict` did. Each evaluation draws two PNGs (samples/, TensorBoard):
 `samples`, the decoded fixed noise z ~ N(0, I) (a grid x grid grid, comparable across
 evaluations), and `reconstructions`, the first test images in odd rows above their
-reconstructions in even rows.
+reconstructions in even rows. `predict` gives each image's code, the mean of q(z|x) (`dljax.load`,
+`python -m dljax.predict`).
 """
 
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import struct
 
@@ -151,6 +153,11 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
     logits, _ = forward(params, preprocess(test_images), code_rng)
     return samples, jax.nn.sigmoid(logits)
 
+  def predict(state, batch, rng):
+    del rng  # the code is q(z|x)'s mean: nothing is drawn
+    mu_BL, _ = model.apply({"params": state.params}, preprocess(batch["image"]), method="encode")
+    return {"code": mu_BL}
+
   def draw(state, rng, artefacts):
     samples, reconstructions = drawn(state.params, rng)
     artefacts.image("samples", generative.image_grid(samples, knobs.grid))
@@ -160,7 +167,14 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
           _above(preprocess(test_images), reconstructions, columns), columns))
     return {}
 
-  return Task(init=init, train_step=train_step, eval_step=eval_step, evaluators=(draw,))
+  return Task(init=init, train_step=train_step, eval_step=eval_step, predict=predict,
+              describe=describe, evaluators=(draw,))
+
+
+def describe(outputs: dict[str, np.ndarray]) -> list[dict[str, float]]:
+  """`predict` outputs -> one row per image: its code's coordinates z0, z1, ..."""
+  return [{f"z{index}": float(value) for index, value in enumerate(code_L)}
+          for code_L in outputs["code"]]
 
 
 def _above(originals_NHWC: jax.Array, reconstructions_NHWC: jax.Array,
