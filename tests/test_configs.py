@@ -17,6 +17,9 @@ from tests.test_models import KERAS_PARAMS
 
 CONFIG_FILES = sorted(os.path.relpath(path, REPO) for path in glob.glob(f"{REPO}/configs/*.py")
                       if not path.endswith("__init__.py"))
+# Configs whose task trains one network of the model registry (an agent's lives in its section).
+MODEL_CONFIG_FILES = [path for path in CONFIG_FILES
+                      if "model" in config_lib.load(os.path.join(REPO, path))]
 
 
 @pytest.mark.parametrize("arg", ["", ":smoke"])
@@ -24,11 +27,10 @@ CONFIG_FILES = sorted(os.path.relpath(path, REPO) for path in glob.glob(f"{REPO}
 def test_config_loads_locked_validates_and_builds_its_model(path, arg):
   config = config_lib.load(os.path.join(REPO, path) + arg)
   assert config.is_locked
-  config_lib.validate(config)
-  models.build(config.model)
+  config_lib.validate(config)  # which builds the model, if the config has one
 
 
-@pytest.mark.parametrize("path", CONFIG_FILES)
+@pytest.mark.parametrize("path", MODEL_CONFIG_FILES)
 def test_every_model_knob_is_in_the_config_so_the_command_line_reaches_it(path):
   config = config_lib.load(os.path.join(REPO, path))
   model_class = models.MODELS[config.model.name]

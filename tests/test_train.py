@@ -253,7 +253,7 @@ def test_bad_overrides_name_the_key(key, value, message):
 @pytest.mark.parametrize("key, value, message", [
     ("optimizer.learning_rate", -0.1, "config.optimizer.learning_rate=-0.1"),
     ("optimizer.name", "adamm", "config.optimizer.name='adamm'"),
-    ("model.name", "resnet", "config.model.name='resnet': unknown model; allowed: cnn, mlp"),
+    ("model.name", "resnet", "config.model.name='resnet': unknown model; allowed: cnn, "),
     ("data.name", "imagenet", "config.data.name='imagenet': unknown data set; allowed:"),
     ("task", "ranking", "config.task='ranking': unknown task; allowed: classification"),
     ("batch_size", 0, "config.batch_size=0: must be > 0"),
