@@ -152,8 +152,12 @@ def check_fits(abstract_state: Any, saved: dict[str, tuple[int, ...]] | None, wh
 
 def flat(tree: Any) -> dict[str, Any]:
   """{'/'-joined path: leaf} of a state (struct dataclasses, dicts, optax states alike)."""
-  return {jax.tree_util.keystr(path, simple=True, separator="/"): leaf
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return {variable_path(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def variable_path(key_path: jax.tree_util.KeyPath) -> str:
+  """'params/Dense_0/kernel': a leaf's path in a state, as `flat` names it."""
+  return jax.tree_util.keystr(key_path, simple=True, separator="/")
 
 
 def read_state(directory: str, step: int) -> dict[str, np.ndarray]:

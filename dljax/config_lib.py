@@ -19,7 +19,7 @@ import jax
 import ml_collections
 
 from dljax import data, models, optim, tasks
-from dljax.errors import ConfigError
+from dljax.errors import ConfigError, require
 
 EVAL_MODES = ("min", "max")
 INIT_CHECKPOINTS = ("best", "last")
@@ -85,11 +85,6 @@ def parse_arg(arg: str | None, **defaults):
   return ml_collections.ConfigDict(values)
 
 
-def _require(condition: bool, key: str, value, rule: str) -> None:
-  if not condition:
-    raise ConfigError(f"config.{key}={value!r}: {rule}")
-
-
 def validate(config: ml_collections.ConfigDict, device_count: int | None = None) -> None:
   """Raises a one-line ConfigError for the first value that cannot work, before any training.
 
@@ -103,9 +98,9 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None)
   if "data" in config:
     data.validate(config.data)
   else:  # the task makes its own experience: no epochs to count in
-    _require(config.num_steps > 0, "num_steps", config.num_steps,
+    require(config.num_steps > 0, "num_steps", config.num_steps,
              "must be > 0: the task has no data set to count epochs in")
-    _require(config.eval_every_steps > 0, "eval_every_steps", config.eval_every_steps,
+    require(config.eval_every_steps > 0, "eval_every_steps", config.eval_every_steps,
              "must be > 0: the task has no data set to count epochs in")
   for section, optimizer in optim.sections(config).items():
     optim.validate(optimizer, section)
@@ -113,31 +108,31 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None)
   for key in ("batch_size", "eval_batch_size"):
     value = config[key]
     if key == "batch_size" or value:
-      _require(value > 0, key, value, "must be > 0")
-      _require(value % devices == 0, key, value,
+      require(value > 0, key, value, "must be > 0")
+      require(value % devices == 0, key, value,
                f"must be divisible by the device count ({devices}) to shard over 'data'")
-  _require(config.num_epochs > 0 or config.num_steps > 0, "num_epochs", config.num_epochs,
+  require(config.num_epochs > 0 or config.num_steps > 0, "num_epochs", config.num_epochs,
            "must be > 0 (or set num_steps > 0)")
-  _require(config.num_steps >= 0, "num_steps", config.num_steps, "must be >= 0")
-  _require(config.log_every_steps > 0, "log_every_steps", config.log_every_steps, "must be > 0")
-  _require(config.eval_every_epochs > 0 or config.eval_every_steps > 0, "eval_every_epochs",
+  require(config.num_steps >= 0, "num_steps", config.num_steps, "must be >= 0")
+  require(config.log_every_steps > 0, "log_every_steps", config.log_every_steps, "must be > 0")
+  require(config.eval_every_epochs > 0 or config.eval_every_steps > 0, "eval_every_epochs",
            config.eval_every_epochs, "must be > 0 (or set eval_every_steps > 0)")
   stopping = config.early_stopping
-  _require(stopping.mode in EVAL_MODES, "early_stopping.mode", stopping.mode,
+  require(stopping.mode in EVAL_MODES, "early_stopping.mode", stopping.mode,
            f"allowed: {', '.join(EVAL_MODES)}")
-  _require(stopping.patience >= 0, "early_stopping.patience", stopping.patience,
+  require(stopping.patience >= 0, "early_stopping.patience", stopping.patience,
            "must be >= 0 (0 = never stop early)")
   init_from = config.init_from
-  _require(not init_from.path or os.path.isdir(init_from.path) or (
+  require(not init_from.path or os.path.isdir(init_from.path) or (
       init_from.path.endswith(".npz") and os.path.isfile(init_from.path)), "init_from.path",
            init_from.path, "neither a dljax workdir nor a .npz file")
-  _require(init_from.checkpoint in INIT_CHECKPOINTS, "init_from.checkpoint", init_from.checkpoint,
+  require(init_from.checkpoint in INIT_CHECKPOINTS, "init_from.checkpoint", init_from.checkpoint,
            f"allowed: {', '.join(INIT_CHECKPOINTS)}")
   for key in ("load", "skip"):
     try:
       re.compile(init_from[key])
     except re.error as error:
-      _require(False, f"init_from.{key}", init_from[key], f"must be a regular expression ({error})")
+      require(False, f"init_from.{key}", init_from[key], f"must be a regular expression ({error})")
 
 
 def check_finite(value: Any, key: str = "config") -> None:

@@ -5,6 +5,12 @@ class ConfigError(ValueError):
   """A config value cannot work; the message names the key, the value and what is allowed."""
 
 
+def require(condition: bool, key: str, value, rule: str) -> None:
+  """Raises `config.KEY=VALUE: RULE` as a ConfigError unless `condition` holds."""
+  if not condition:
+    raise ConfigError(f"config.{key}={value!r}: {rule}")
+
+
 class DataError(RuntimeError):
   """A data set is missing, corrupt or cannot be read; the message names the path and the fix."""
 

@@ -10,7 +10,6 @@ metrics go to WORKDIR/eval_NAME.json beside results.json; the task's analysis an
 write their PNGs into WORKDIR/eval_NAME/. Nothing the run wrote changes.
 """
 
-import json
 import os
 import re
 import time
@@ -71,11 +70,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, name: str = "",
   result = {"name": name, "split": split, "examples": split_data.num_examples,
             "tested_step": trained.step, "metrics": metrics, "data": config.data.to_dict(),
             "seconds": time.perf_counter() - start}
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, f"eval_{name}.json.tmp"), "w") as f:
-      json.dump(result, f, indent=2)
-    os.replace(os.path.join(workdir, f"eval_{name}.json.tmp"),
-               os.path.join(workdir, f"eval_{name}.json"))
+  writers.write_json(os.path.join(workdir, f"eval_{name}.json"), result)
   return result
 
 

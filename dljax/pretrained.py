@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from dljax import checkpoint
+from dljax import workdir as workdir_lib
 from dljax.errors import ConfigError
 
 LOADABLE = ("params/", "batch_stats/")  # model variables; never optimiser state
@@ -40,12 +41,11 @@ def load_into(state: Any, config: ml_collections.ConfigDict) -> Any:
   source = {path: value for path, value in read_source(config).items()
             if path.startswith(LOADABLE)}
   load, skip = re.compile(config.load), re.compile(config.skip) if config.skip else None
-  selected = {path for path in checkpoint.flat(state) if path.startswith(LOADABLE)
-              and load.search(path) and not (skip and skip.search(path))}
-  if not selected:
+  target = {path: leaf for path, leaf in checkpoint.flat(state).items()
+            if path.startswith(LOADABLE) and load.search(path) and not (skip and skip.search(path))}
+  if not target:
     raise ConfigError(f"config.init_from.load={config.load!r} (skip={config.skip!r}): selects "
                       "no variable of this model")
-  target = {path: leaf for path, leaf in checkpoint.flat(state).items() if path in selected}
   try:
     checkpoint.check_fits(target, {path: value.shape for path, value in source.items()},
                           config.path)
@@ -53,8 +53,8 @@ def load_into(state: Any, config: ml_collections.ConfigDict) -> Any:
     raise ConfigError(f"config.init_from: {error}") from None
 
   def replace(key_path, leaf):
-    path = jax.tree_util.keystr(key_path, simple=True, separator="/")
-    if path not in selected:
+    path = checkpoint.variable_path(key_path)
+    if path not in target:
       return leaf
     return jax.make_array_from_process_local_data(leaf.sharding,
                                                   source[path].astype(leaf.dtype))
@@ -64,8 +64,7 @@ def load_into(state: Any, config: ml_collections.ConfigDict) -> Any:
 
 def _source_step(workdir: str, which: str) -> int:
   """The checkpoint step of `workdir` that `which` ('best' or 'last') names."""
-  steps = sorted(int(name) for name in os.listdir(os.path.join(workdir, "checkpoints"))
-                 if name.isdigit()) if os.path.isdir(os.path.join(workdir, "checkpoints")) else []
+  steps = workdir_lib.saved_steps(workdir)
   if not steps:
     raise ConfigError(f"config.init_from.path={workdir!r}: has no checkpoints")
   if which == "best":

@@ -17,7 +17,6 @@ or epoch, so a resumed run replays exactly what an uninterrupted run would have 
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import platform
@@ -34,20 +33,8 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 import dljax
-from dljax import (
-  checkpoint,
-  config_lib,
-  data,
-  plots,
-  pretrained,
-  sharding,
-  tasks,
-  trials,
-  writers,
-)
-from dljax import (
-  workdir as workdir_lib,
-)
+from dljax import checkpoint, config_lib, data, plots, pretrained, sharding, tasks, trials, writers
+from dljax import workdir as workdir_lib
 from dljax.data import pipeline
 from dljax.errors import ConfigError, RunError
 
@@ -272,7 +259,7 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
   state, step = _start(runs, abstract_trial_state, stack,
                        lambda: init(params_key_K, example_batch))
   for run_k in runs:
-    _write_json(os.path.join(run_k.workdir, workdir_lib.CONFIG_FILE),
+    writers.write_json(os.path.join(run_k.workdir, workdir_lib.CONFIG_FILE),
                 _run_info(run_k, num_trials, step, feed.splits, example_batch,
                           example_axis=1 if feed.batch_axis is None else 2))
 
@@ -359,7 +346,7 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
     run_k.writer.write(run_k.meta["step"], "test", test)
     run_k.close()
     if jax.process_index() == 0:
-      _write_json(os.path.join(run_k.workdir, "results.json"), results[-1])
+      writers.write_json(os.path.join(run_k.workdir, "results.json"), results[-1])
       plots.curves(writers.read_metrics(run_k.workdir), feed.steps_per_epoch,
                    os.path.join(run_k.workdir, "curves.png"))
   if diverged:
@@ -620,12 +607,3 @@ def _run_info(run_k: _Trial, trials_together: int, step: int, splits: data.Split
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
   }
-
-
-def _write_json(path: str, value: Any) -> None:
-  """Writes atomically: a crash leaves the old file or the new one, never half of one."""
-  if jax.process_index() != 0:
-    return
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=2)
-  os.replace(path + ".tmp", path)

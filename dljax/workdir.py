@@ -93,7 +93,7 @@ def changes(workdir: str, config: ml_collections.ConfigDict,
       lists every difference and the two ways on.
   """
   info = read_info(workdir)
-  if info is None or not has_checkpoints(workdir):
+  if info is None or not saved_steps(workdir):
     return {}  # nothing to resume: the run starts over
   old, new = flatten(info["config"]), flatten(_as_json(config.to_dict()))
   found = {key: [old.get(key), new.get(key)] for key in sorted(old.keys() | new.keys())
@@ -107,9 +107,13 @@ def changes(workdir: str, config: ml_collections.ConfigDict,
   return found
 
 
-def has_checkpoints(workdir: str) -> bool:
+def saved_steps(workdir: str) -> list[int]:
+  """The steps of the finished checkpoints in `workdir`, read from the file system (Orbax names
+  a checkpoint by its step once it is complete; set-aside and unfinished ones carry a suffix)."""
   directory = os.path.join(workdir, "checkpoints")
-  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

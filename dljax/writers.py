@@ -20,6 +20,16 @@ from tensorboard.summary.writer import event_file_writer
 METRICS_FILE = "metrics.jsonl"
 
 
+def write_json(path: str, value) -> None:
+  """Writes `value` as JSON atomically (a crash leaves the old file or the new one, never half of
+  one); only process 0 writes."""
+  if jax.process_index() != 0:
+    return
+  with open(path + ".tmp", "w") as f:
+    json.dump(value, f, indent=2)
+  os.replace(path + ".tmp", path)
+
+
 def read_metrics(workdir: str) -> list[dict]:
   """All records of `metrics.jsonl` (an empty list if there is none).
 

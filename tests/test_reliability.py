@@ -10,7 +10,6 @@ import signal
 import subprocess
 import time
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -21,19 +20,12 @@ from tests.conftest import REPO, cpu_env, main_command, run_main
 from tests.test_train import (
   SMOKE,
   assert_trees_close,
+  config_from_args,
   finished_steps,
   latest_params,
   read_jsonl,
   smoke_config,
 )
-
-
-def smoke_config_like(config, **overrides):
-  """A copy of `config` with `overrides` (dotted keys)."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  for key, value in overrides.items():
-    config_lib.override(config, key, value)
-  return config
 
 
 def mock_run(config, path, **kwargs):
@@ -86,9 +78,7 @@ def test_a_diverging_run_stops_with_one_line_and_resumes_with_a_lower_learning_r
   args = (f"--config={SMOKE}", f"--config.data.dir={tiny_mnist_dir}", f"--workdir={tmp_path}",
           "--config.optimizer.name=sgd", "--config.log_every_steps=2",
           "--config.eval_every_steps=4", "--allow_changes")
-  config = smoke_config(**{"data.dir": tiny_mnist_dir, "optimizer.name": "sgd",
-                           "log_every_steps": 2, "eval_every_steps": 4})
-  train.run(smoke_config_like(config, num_steps=8), str(tmp_path))  # finite checkpoints: 4, 8
+  train.run(config_from_args(*args, "--config.num_steps=8"), str(tmp_path))  # checkpoints 4, 8
   result = run_main(*args, "--config.num_steps=16", "--config.optimizer.learning_rate=1e4")
   assert result.returncode == 1, result.stderr
   errors = [line for line in result.stderr.splitlines() if line.startswith("dljax: error:")]
@@ -98,8 +88,8 @@ def test_a_diverging_run_stops_with_one_line_and_resumes_with_a_lower_learning_r
   assert "Traceback" not in result.stderr
   assert finished_steps(tmp_path)[-1] == 8  # nothing non-finite was saved
 
-  resumed = train.run(smoke_config_like(config, num_steps=16,
-                                        **{"optimizer.learning_rate": 1e-2}),
+  resumed = train.run(config_from_args(*args, "--config.num_steps=16",
+                                       "--config.optimizer.learning_rate=1e-2"),
                       str(tmp_path), allow_changes=True)
   assert np.isfinite(resumed["test"]["loss"])
   train_steps = [r["step"] for r in read_jsonl(str(tmp_path)) if r["split"] == "train"]

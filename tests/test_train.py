@@ -17,6 +17,7 @@ from tensorboard.backend.event_processing import event_file_loader
 
 import configs.mnist_mlp
 from dljax import config_lib, train
+from dljax import workdir as workdir_lib
 from dljax.errors import ConfigError
 from tests.conftest import REPO, cpu_env, main_command, run_main
 
@@ -176,9 +177,7 @@ def uninterrupted_run(tiny_mnist_dir, tmp_path_factory):
 
 def finished_steps(workdir) -> list[int]:
   """Steps of the complete checkpoints in `workdir` (Orbax renames a save into place when done)."""
-  directory = os.path.join(workdir, "checkpoints")
-  return sorted(int(name) for name in os.listdir(directory) if name.isdigit()) if (
-      os.path.isdir(directory)) else []
+  return workdir_lib.saved_steps(str(workdir))
 
 
 def start_and_stop_after_first_checkpoint(args, workdir, stop_signal,

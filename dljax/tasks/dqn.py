@@ -34,7 +34,7 @@ from flax import linen as nn
 from flax import struct
 
 from dljax import envs, optim
-from dljax.errors import ConfigError
+from dljax.errors import ConfigError, require
 from dljax.tasks.task import Task
 
 POLICIES = ("epsilon_greedy", "softmax")
@@ -62,30 +62,25 @@ def task_config() -> ml_collections.ConfigDict:
   ))
 
 
-def _require(condition: bool, key: str, value, rule: str) -> None:
-  if not condition:
-    raise ConfigError(f"config.dqn.{key}={value!r}: {rule}")
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
   """One-line errors for a config the agent cannot train, before anything is built."""
   if "data" in config:
     raise ConfigError("config.data: the dqn task makes its own experience; remove the data section")
   dqn = config.dqn
   envs.make(dqn.env, "dqn.env")
-  _require(dqn.policy in POLICIES, "policy", dqn.policy, f"allowed: {', '.join(POLICIES)}")
-  _require(dqn.target in TARGETS, "target", dqn.target, f"allowed: {', '.join(TARGETS)}")
-  _require(dqn.loss in LOSSES, "loss", dqn.loss, f"allowed: {', '.join(LOSSES)}")
-  _require(dqn.memory >= config.batch_size, "memory", dqn.memory,
+  require(dqn.policy in POLICIES, "dqn.policy", dqn.policy, f"allowed: {', '.join(POLICIES)}")
+  require(dqn.target in TARGETS, "dqn.target", dqn.target, f"allowed: {', '.join(TARGETS)}")
+  require(dqn.loss in LOSSES, "dqn.loss", dqn.loss, f"allowed: {', '.join(LOSSES)}")
+  require(dqn.memory >= config.batch_size, "dqn.memory", dqn.memory,
            f"must hold at least one batch (config.batch_size={config.batch_size})")
-  _require(dqn.temperature > 0, "temperature", dqn.temperature, "must be > 0")
-  _require(0 <= dqn.gamma <= 1, "gamma", dqn.gamma, "must be in [0, 1]")
-  _require(0 <= dqn.epsilon_min <= dqn.epsilon <= 1, "epsilon", dqn.epsilon,
+  require(dqn.temperature > 0, "dqn.temperature", dqn.temperature, "must be > 0")
+  require(0 <= dqn.gamma <= 1, "dqn.gamma", dqn.gamma, "must be in [0, 1]")
+  require(0 <= dqn.epsilon_min <= dqn.epsilon <= 1, "dqn.epsilon", dqn.epsilon,
            f"must be in [epsilon_min={dqn.epsilon_min}, 1]")
-  _require(0 < dqn.epsilon_decay <= 1, "epsilon_decay", dqn.epsilon_decay, "must be in (0, 1]")
-  _require(dqn.target_update_every >= 1, "target_update_every", dqn.target_update_every,
+  require(0 < dqn.epsilon_decay <= 1, "dqn.epsilon_decay", dqn.epsilon_decay, "must be in (0, 1]")
+  require(dqn.target_update_every >= 1, "dqn.target_update_every", dqn.target_update_every,
            "must be >= 1 (1 = no target network)")
-  _require(len(dqn.hidden) >= 1 and min(dqn.hidden) >= 1, "hidden", dqn.hidden,
+  require(len(dqn.hidden) >= 1 and min(dqn.hidden) >= 1, "dqn.hidden", dqn.hidden,
            "must be one or more widths >= 1")
 
 
