@@ -42,7 +42,7 @@ from bench.frameworks import common  # noqa: E402
 FAST_CPU_CONVOLUTIONS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 HUGE_PAGE_MALLOC = "glibc.malloc.hugetlb=1"
 
-FRAMEWORKS = ("dljax", "keras", "torch", "torch_compile")
+FRAMEWORKS = ("dljax", "jax_loop", "keras", "torch", "torch_compile")
 JAX_PLATFORMS = {"cpu": "cpu", "gpu": "cuda,cpu"}  # --device -> JAX_PLATFORMS (torch: cpu, cuda)
 RESULT_PREFIX = "BENCH_RESULT "
 PACKAGES = ("dljax", "jax", "jaxlib", "flax", "optax", "keras", "torch", "numpy")
@@ -54,6 +54,9 @@ def train(framework: str, spec: common.ModelSpec, num_examples: int, epochs: int
   if framework == "dljax":
     from bench.frameworks import dljax_trainer
     return dljax_trainer.train(spec, num_examples, epochs, REPO)
+  if framework == "jax_loop":
+    from bench.frameworks import jax_loop
+    return jax_loop.train(spec, num_examples, epochs)
   if framework == "keras":
     from bench.frameworks import keras_models
     return keras_models.train(spec, num_examples, epochs)
@@ -66,7 +69,7 @@ def _child_env(framework: str, args: argparse.Namespace) -> dict[str, str]:
   # dljax's own command lines run with the huge-page tunable whatever is asked here.
   tunables = args.glibc_tunables or (HUGE_PAGE_MALLOC if framework == "dljax" else "")
   env = dict(os.environ, PYTHONUNBUFFERED="1", GLIBC_TUNABLES=tunables)
-  if framework in ("dljax", "keras"):
+  if framework in ("dljax", "jax_loop", "keras"):
     env.update(JAX_PLATFORMS=JAX_PLATFORMS[args.device], KERAS_BACKEND="jax",
                XLA_FLAGS=args.xla_flags)
   return env

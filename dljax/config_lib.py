@@ -37,12 +37,17 @@ def trainer_config(task: str = "classification", **overrides) -> ml_collections.
       num_epochs=10.0,
       num_steps=0,  # > 0 overrides num_epochs
       log_every_steps=100,  # train metrics are averaged over this many steps
+      # Train steps per compiled call (a lax.scan): fewer dispatches for small, fast steps. The
+      # steps and their results are the same; calls stop at log lines and evaluations.
+      steps_per_call=1,
       eval_every_epochs=1.0,
       eval_every_steps=0,  # > 0 overrides eval_every_epochs
       early_stopping=dict(
           metric="loss",  # a validation metric of the task
           mode="min",  # 'min' or 'max': which direction is better
           patience=0,  # evaluations without improvement before stopping; 0 = never stop
+          # Stop once the metric reaches this value (>= for 'max', <= for 'min'); None = never.
+          target=ml_collections.config_dict.placeholder(float),
           restore_best=True,  # test (and leave final state) with the best validation params
       ),
       # Start from another run's weights instead of random ones (transfer learning). Loaded after
@@ -115,6 +120,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None)
            "must be > 0 (or set num_steps > 0)")
   require(config.num_steps >= 0, "num_steps", config.num_steps, "must be >= 0")
   require(config.log_every_steps > 0, "log_every_steps", config.log_every_steps, "must be > 0")
+  require(config.steps_per_call > 0, "steps_per_call", config.steps_per_call, "must be > 0")
   require(config.eval_every_epochs > 0 or config.eval_every_steps > 0, "eval_every_epochs",
            config.eval_every_epochs, "must be > 0 (or set eval_every_steps > 0)")
   stopping = config.early_stopping

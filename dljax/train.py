@@ -147,6 +147,13 @@ class _Data:
     feeds = [self.train.train_feed(key, step, self.batch_size) for key in self._data_keys]
     return self._stack.stack(feeds, sharding.data_sharded(self._mesh, axis=1))
 
+  def feeds(self, step: int, count: int) -> Any:
+    """The feeds of steps `step` .. `step + count - 1`, stacked on a leading steps axis, for a
+    compiled call that runs `count` steps."""
+    feeds = [self.feed(s) for s in range(step, step + count)]
+    return jax.tree.map(lambda *leaves: np.stack(leaves) if isinstance(leaves[0], np.ndarray)
+                        else trials.stack_leading(leaves), *feeds)
+
   def batch_from(self, arrays: data.Arrays, feed: Any) -> Batch:
     """Inside jit: the batch of a feed (for data on the devices, gathered there)."""
     return {} if self.train is None else self.train.batch_from(arrays, feed)
@@ -210,23 +217,39 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
         task_with(values).eval_step, eval_key)(state, batch, mask_B, batch_index),
         in_axes=(0, 0, 0))(values_K, eval_key_K, state)
 
-  example_feed = feed.feed(0)
-  example_batch = jax.jit(feed.batch_from)(feed.arrays, example_feed)
+  def train_steps(state, data_arrays, feeds, first_step):
+    # `steps_per_call` steps in one compiled call, a lax.scan: one dispatch (and one wake-up of
+    # the host) for all of them. Each step is the step above, with its own feed and step number.
+    return jax.lax.scan(
+        lambda state, feed_and_step: train_step(state, data_arrays, *feed_and_step), state,
+        (feeds, first_step + jnp.arange(config.steps_per_call, dtype=jnp.int32)))
+
+  example_batch = jax.jit(feed.batch_from)(feed.arrays, feed.feed(0))
   example_eval_batch = feed.example_eval_batch()
   compile_start = time.perf_counter()
-  try:
+  with _traced_values(values_K):
     init = jax.jit(init, out_shardings=replicated)
     abstract_state = checkpoint.abstract_like(
         jax.eval_shape(init, params_key_K, example_batch), replicated)
-    train_step = jax.jit(train_step, donate_argnums=0, out_shardings=replicated).lower(
-        abstract_state, feed.arrays, example_feed, np.int32(0)).compile()
     if example_eval_batch is not None:
       eval_sums = jax.jit(eval_sums, out_shardings=replicated).lower(
           abstract_state, *example_eval_batch, np.int32(0)).compile()
-  except jax.errors.ConcretizationTypeError as error:
-    raise ConfigError(f"trials differing in {', '.join(values_K)} cannot train together: the "
-                      f"task needs one of them as a Python number ({error})") from None
   compile_seconds = time.perf_counter() - compile_start
+  compiled_calls = {}  # steps per call (1 or steps_per_call) -> the call, compiled when needed
+
+  def train_call(count: int) -> Callable:
+    nonlocal compile_seconds
+    if count not in compiled_calls:
+      start = time.perf_counter()
+      with _traced_values(values_K):
+        compiled_calls[count] = jax.jit(
+            train_step if count == 1 else train_steps, donate_argnums=0,
+            out_shardings=replicated).lower(abstract_state, feed.arrays, feed.feed(0) if (
+                count == 1) else feed.feeds(0, count), np.int32(0)).compile()
+      compile_seconds += time.perf_counter() - start
+    return compiled_calls[count]
+
+  train_call(config.steps_per_call)  # compiled before anything is restored or trained
   abstract_trial_state = stack.one(abstract_state)  # what a trial's checkpoints hold
   stopping = config.early_stopping
   split_metric_names = _split_metric_names(task, abstract_trial_state, example_eval_batch)
@@ -264,30 +287,40 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
                           example_axis=1 if feed.batch_axis is None else 2))
 
   # 4. Train. ------------------------------------------------------------------------------------
+  startup_seconds = _seconds_since_process_start()  # the command to its first train step
   progress = writers.Progress(total_steps, step)
-  window = []  # train metrics (on device) since the last log line
+  window = []  # (steps, train metrics on device) of each call since the last log line
   segment_start = time.perf_counter()  # train time excludes evaluation and checkpointing
   stop = preempted(step)  # SIGTERM while loading or compiling: nothing to save yet
   while not stop and step < total_steps and any(r.active for r in runs):
-    state, metrics = train_step(state, feed.arrays, feed.feed(step), np.int32(step))
-    step += 1
-    window.append(metrics)
+    # A call never runs past a log line, an evaluation or the end, so every run (resumed or
+    # not) splits its steps into calls the same way.
+    next_stop = min(_next_multiple(step, config.log_every_steps),
+                    _next_multiple(step, eval_every), total_steps)
+    count = config.steps_per_call if next_stop - step >= config.steps_per_call else 1
+    state, metrics = train_call(count)(
+        state, feed.arrays, feed.feed(step) if count == 1 else feed.feeds(step, count),
+        np.int32(step))
+    step += count
+    window.append((count, metrics))
     is_eval = step % eval_every == 0 or step == total_steps
     if step % config.log_every_steps == 0 or is_eval:
       # Logs close at every evaluation too, and SIGTERM is only acted on when a log closes, so
       # log windows line up however often a run is stopped and resumed; and divergence is seen
       # before any checkpoint could hold it.
-      window_K = {name: np.stack([stack.per_trial(m[name]) for m in jax.device_get(window)])
+      window_K = {name: np.concatenate([np.reshape(m[name], (steps, stack.size))
+                                        for steps, m in jax.device_get(window)])
                   for name in metrics}  # {name: [steps, K]}
+      window_steps = sum(steps for steps, _ in window)
       for k, run_k in enumerate(runs):
         if run_k.active:
-          run_k.diverged_at = _first_non_finite(window_K, k, step - len(window) + 1)
+          run_k.diverged_at = _first_non_finite(window_K, k, step - window_steps + 1)
           if run_k.active:
             run_k.writer.write(step, "train", {name: float(np.mean(values[:, k]))
                                                for name, values in window_K.items()})
       active = [k for k, r in enumerate(runs) if r.active]
-      progress.update(len(window), {name: float(np.mean(values[:, active]))
-                                    for name, values in window_K.items()} if active else None)
+      progress.update(window_steps, {name: float(np.mean(values[:, active]))
+                                     for name, values in window_K.items()} if active else None)
       window = []
       stop = preempted(step)
     if (is_eval or stop) and any(r.active for r in runs):
@@ -342,7 +375,7 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
       if jax.process_index() == 0:
         test.update(task.analyze(tested_states[k], outputs, examples, run_k.workdir))
     results.append(_results(run_k.meta, test, tested_states[k], feed, stopping, num_trials,
-                            compile_seconds, test_seconds / num_trials))
+                            startup_seconds, compile_seconds, test_seconds / num_trials))
     run_k.writer.write(run_k.meta["step"], "test", test)
     run_k.close()
     if jax.process_index() == 0:
@@ -355,7 +388,8 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
 
 
 def _results(meta: dict[str, Any], test: dict[str, float], tested_state: Any, feed: _Data,
-             stopping: ml_collections.ConfigDict, num_trials: int, compile_seconds: float,
+             stopping: ml_collections.ConfigDict, num_trials: int,
+             startup_seconds: float | None, compile_seconds: float,
              test_seconds: float) -> dict[str, Any]:
   """results.json of one trial."""
   best, seconds = meta["best"], meta["train_seconds"]
@@ -370,6 +404,9 @@ def _results(meta: dict[str, Any], test: dict[str, float], tested_state: Any, fe
       "stopped_early": meta["stopped_early"],
       "parameters": int(sum(np.prod(x.shape) for x in jax.tree.leaves(tested_state.params))),
       "train_seconds": seconds,
+      # Of this process: from its command (python's start) to its first train step, and the
+      # part of that spent compiling the steps.
+      "startup_seconds": startup_seconds,
       "compile_seconds": compile_seconds,
       # Over every step the run took and every second it trained, across resumptions.
       "steps_per_second": meta["step"] / seconds if seconds else None,
@@ -465,6 +502,35 @@ def _start(runs: list[_Trial], abstract_trial_state, stack: trials.Stack,
   return stack.stack(states, stack.sharding), step
 
 
+def _seconds_since_process_start() -> float | None:
+  """Wall seconds since this process started, its restart by exec (dljax/__init__.py) included;
+  None where /proc cannot tell."""
+  try:
+    with open("/proc/self/stat") as f:  # field 22, counted after the ')' ending field 2
+      start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as f:
+      uptime = float(f.read().split()[0])
+  except (OSError, ValueError, IndexError):
+    return None
+  return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _next_multiple(step: int, every: int) -> int:
+  """The first multiple of `every` after `step`."""
+  return (step // every + 1) * every
+
+
+@contextlib.contextmanager
+def _traced_values(values_K: dict[str, Any]):
+  """Compiling steps whose trials differ in values the task needs as Python numbers fails with
+  a one-line ConfigError naming them."""
+  try:
+    yield
+  except jax.errors.ConcretizationTypeError as error:
+    raise ConfigError(f"trials differing in {', '.join(values_K)} cannot train together: the "
+                      f"task needs one of them as a Python number ({error})") from None
+
+
 def _split_metric_names(task: tasks.Task, abstract_state, example_eval_batch) -> set[str]:
   """The metrics `finalize` makes of `eval_step`'s values (none without eval data)."""
   if example_eval_batch is None:
@@ -520,7 +586,8 @@ def gather_outputs(state, task: tasks.Task, test_data, batch_size: int, eval_key
 
 def _update_early_stopping(meta: dict, validation: dict[str, float], step: int,
                            stopping: ml_collections.ConfigDict) -> None:
-  """Tracks the best validation value; stops after `patience` evaluations without a better one.
+  """Tracks the best validation value; stops after `patience` evaluations without a better one,
+  or once the value reaches `target` (time to accuracy).
 
   The one rule for "best": strictly better than the best so far, so of equal values the first
   stays best; a non-finite value is never best (the checkpointer keeps whichever step this
@@ -535,8 +602,10 @@ def _update_early_stopping(meta: dict, validation: dict[str, float], step: int,
     meta["evals_without_improvement"] = 0
   else:
     meta["evals_without_improvement"] += 1
-  meta["stopped_early"] = bool(stopping.patience and
-                               meta["evals_without_improvement"] >= stopping.patience)
+  reached = stopping.target is not None and math.isfinite(value) and (
+      value <= stopping.target if stopping.mode == "min" else value >= stopping.target)
+  meta["stopped_early"] = reached or bool(
+      stopping.patience and meta["evals_without_improvement"] >= stopping.patience)
 
 
 class _PreemptionFlag:

@@ -142,6 +142,13 @@ class Stack:
     return np.reshape(np.asarray(value), (self.size,))
 
 
+def stack_leading(arrays: Sequence[jax.Array]) -> jax.Array:
+  """Global arrays of one sharding stacked on a new leading axis, which no device splits."""
+  spec = arrays[0].sharding.spec
+  return _stacker(jax.sharding.NamedSharding(arrays[0].sharding.mesh,
+                                             jax.sharding.PartitionSpec(None, *spec)))(*arrays)
+
+
 @functools.cache
 def _stacker(sharding: jax.sharding.Sharding) -> Callable:
   return jax.jit(lambda *trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees),

@@ -33,8 +33,9 @@ RUN_FILES = ("checkpoints", "metrics.jsonl", "tensorboard", "results.json", "cur
              "samples", CONFIG_FILE)
 # Config keys that may differ between a run and its resumption: they change how long and how
 # visibly it trains, or where it reads from, not what it computes at a given step.
-RESUMABLE_KEYS = ("num_epochs", "num_steps", "log_every_steps", "eval_batch_size", "data.dir",
-                  "data.pipeline", "data.workers", "early_stopping.patience")
+RESUMABLE_KEYS = ("num_epochs", "num_steps", "log_every_steps", "steps_per_call",
+                  "eval_batch_size", "data.dir", "data.pipeline", "data.workers",
+                  "early_stopping.patience")
 
 
 def lock(workdir: str, stack: contextlib.ExitStack) -> None:

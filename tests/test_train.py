@@ -112,6 +112,18 @@ def test_same_seed_gives_bit_identical_params(tmp_path):
   assert not np.array_equal(a["Dense_0"]["kernel"], c["Dense_0"]["kernel"])
 
 
+def test_several_steps_per_call_train_the_same_steps(tmp_path):
+  # 10 steps, logs every 4, evaluations every 5, 3 steps a call: calls of 3 and of 1 step.
+  schedule = dict(num_steps=10, log_every_steps=4, eval_every_steps=5)
+  with tfds.testing.mock_data(num_examples=600):
+    for steps_per_call in (1, 3):
+      train.run(smoke_config(**schedule, steps_per_call=steps_per_call),
+                str(tmp_path / str(steps_per_call)))
+  assert read_jsonl(str(tmp_path / "1")) == read_jsonl(str(tmp_path / "3"))
+  assert_trees_close(latest_params(str(tmp_path / "1")), latest_params(str(tmp_path / "3")),
+                     atol=0)
+
+
 def test_main_trains_and_learns(tiny_mnist_dir, tmp_path):
   result = run_main(f"--config={SMOKE}", f"--workdir={tmp_path}",
                     f"--config.data.dir={tiny_mnist_dir}")
@@ -145,9 +157,11 @@ def parity_args(data_dir: str) -> tuple[str, ...]:
 
 @pytest.fixture(scope="module")
 def eight_device_run(tiny_mnist_dir, tmp_path_factory):
-  """PARITY trained on 8 fake devices in one process: what 1 device and 2 processes must match."""
+  """PARITY trained on 8 fake devices in one process: what 1 device and 2 processes must match.
+  It runs 4 steps a compiled call: the steps' batch indices stacked, each batch sharded."""
   workdir = tmp_path_factory.mktemp("eight")
-  result = run_main(*parity_args(tiny_mnist_dir), f"--workdir={workdir}", devices=8)
+  result = run_main(*parity_args(tiny_mnist_dir), "--config.steps_per_call=4",
+                    f"--workdir={workdir}", devices=8)
   assert result.returncode == 0, result.stderr
   return workdir
 
@@ -163,7 +177,8 @@ def test_eight_devices_match_one(tiny_mnist_dir, eight_device_run, tmp_path):
 
 NUM_STEPS = 600
 LONG_RUN = (f"--config={SMOKE}", f"--config.num_steps={NUM_STEPS}", "--config.eval_every_steps=50",
-            "--config.log_every_steps=25", "--config.model.hidden=(1024, 1024)")
+            "--config.log_every_steps=25", "--config.model.hidden=(1024, 1024)",
+            "--config.steps_per_call=5")  # resumes exactly with several steps a call too
 
 
 @pytest.fixture(scope="module")

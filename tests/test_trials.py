@@ -17,7 +17,7 @@ from tests.test_train import latest_params, read_jsonl, smoke_config
 # Three trials of the smoke MLP differing in every way the vmapped step must get right: seed
 # (their own batches, init and dropout masks), learning rate, dropout rate and a regulariser.
 # The third's learning rate makes its validation loss climb, so it stops early while the others
-# go on.
+# go on. Two steps a compiled call: the trials' own batches are stacked per step too.
 TRIALS = (
     {"seed": 0, "optimizer.learning_rate": 1e-3, "model.dropout": 0.2, "optimizer.l2": 0.0},
     {"seed": 1, "optimizer.learning_rate": 3e-3, "model.dropout": 0.0, "optimizer.l2": 1e-4},
@@ -25,7 +25,7 @@ TRIALS = (
 )
 COMMON = {"early_stopping.metric": "loss", "early_stopping.mode": "min",
           "early_stopping.patience": 1, "early_stopping.restore_best": True,
-          "eval_every_steps": 2, "num_epochs": 3.0}
+          "eval_every_steps": 2, "num_epochs": 3.0, "steps_per_call": 2}
 
 
 def trial_configs(data_dir: str):
