@@ -333,3 +333,26 @@ def test_data_dir_prefers_explicit_then_environment_then_tfds_default(monkeypatc
   assert tfds_io.data_dir(None) == str(tmp_path / "env")
   monkeypatch.delenv(tfds_io.DATA_DIR_ENV)
   assert tfds_io.data_dir("") == os.path.abspath(tfds.core.constants.DATA_DIR)
+
+
+def test_a_split_is_decoded_once_and_again_when_its_files_change(tiny_mnist_dir, tmp_path,
+                                                                 monkeypatch):
+  data_dir = str(tmp_path / "tfds")
+  shutil.copytree(tiny_mnist_dir, data_dir, ignore=shutil.ignore_patterns("dljax_decoded"))
+  decode = tfds_io._decode
+  decoded_keys = []
+  monkeypatch.setattr(tfds_io, "_decode", lambda source, keys: (
+      decoded_keys.append(len(keys)), decode(source, keys))[1])
+  source = tfds_io.open_split("mnist", "train", data_dir)
+  part = tfds_io.read(source, list(range(10)))  # a small part: decoded alone, not kept
+  first = tfds_io.read_split("mnist", "train", data_dir)  # whole: decoded and kept
+  again = tfds_io.read_split("mnist", "train", data_dir)  # from the decoded copy
+  assert decoded_keys == [10, 640]
+  for name in ("image", "label"):
+    np.testing.assert_array_equal(again[name], first[name])
+    np.testing.assert_array_equal(part[name], first[name][:10])
+  # Prepared again (the split's files change): decoded again.
+  train_file = os.path.join(data_dir, "mnist", "3.0.1", "mnist-train.array_record-00000-of-00001")
+  os.utime(train_file, ns=(0, os.stat(train_file).st_mtime_ns + 1))
+  tfds_io.read_split("mnist", "train", data_dir)
+  assert decoded_keys == [10, 640, 640]

@@ -62,6 +62,21 @@ def test_a_non_finite_validation_value_is_never_best():
   assert meta["best"]["step"] == 2 and meta["stopped_early"]
 
 
+@pytest.mark.parametrize("mode, values, stops_at", [
+    ("max", (0.90, 0.97, 0.98, 0.99), 3),  # accuracy: stops at the first value >= 0.98
+    ("min", (0.30, math.nan, 0.05, 0.01), 3),  # loss: <= 0.05; NaN never reaches it
+])
+def test_a_target_stops_at_the_first_evaluation_that_reaches_it(mode, values, stops_at):
+  stopping = config_lib.trainer_config().early_stopping
+  stopping.update(metric="m", mode=mode, target=0.98 if mode == "max" else 0.05)
+  meta = {"best": None, "evals_without_improvement": 0, "stopped_early": False}
+  for step, value in enumerate(values, start=1):
+    train._update_early_stopping(meta, {"m": value}, step, stopping)
+    assert meta["stopped_early"] == (step >= stops_at)
+    if meta["stopped_early"]:
+      break
+
+
 def test_the_checkpointer_keeps_the_two_latest_and_the_named_best(tmp_path):
   checkpointer = checkpoint.Checkpointer(str(tmp_path))
   for step in range(1, 7):

@@ -5,7 +5,9 @@ device once, each epoch ONE compiled call (a `lax.scan` over its batches, each g
 device from that epoch's permutation), the loss and accuracy summed inside the scan and read
 once per epoch. No checkpoints, logs, evaluation, resumable data order or sharding: whatever
 dljax spends beyond this is the price of its trainer. The models are the spec's layers in
-`flax.linen` (`nn.Conv`, `nn.max_pool`, ...), the optimisers Optax's with Keras' arguments
+`flax.linen` with the two CPU-fast operations dljax's models use (`dljax.models.layers`: the
+reshape max-pool with its own gradient, the convolution whose kernel gradient is a plain
+convolution), so both run the same maths; the optimisers are Optax's with Keras' arguments
 (RMSprop with eps inside the sqrt, as Keras 3), initialised as Keras does.
 
 What is timed: steady-state examples/s over epochs 2.. (each epoch's metrics are fetched to the
@@ -34,6 +36,8 @@ def _model(spec: common.ModelSpec):
   """The spec's layers as one Flax Linen module: `apply(variables, x, train, rngs=...)`."""
   from flax import linen as nn
 
+  from dljax.models import layers
+
   glorot = nn.initializers.glorot_uniform()  # Keras' default kernels (biases: zeros in both)
 
   class Model(nn.Module):
@@ -42,12 +46,13 @@ def _model(spec: common.ModelSpec):
       for layer in spec.layers:
         if layer.kind == "conv":
           x = nn.relu(nn.Conv(int(layer.size), (common.KERNEL_SIZE,) * 2, kernel_init=glorot,
-                              padding=layer.padding.upper())(x))
+                              padding=layer.padding.upper(),
+                              conv_general_dilated=layers.conv_general_dilated)(x))
         elif layer.kind in ("dense", "logits"):
           x = nn.Dense(int(layer.size), kernel_init=glorot)(x)
           x = nn.relu(x) if layer.kind == "dense" else x
         elif layer.kind == "max_pool":
-          x = nn.max_pool(x, (common.POOL_SIZE,) * 2, strides=(common.POOL_SIZE,) * 2)
+          x = layers.max_pool_2x2(x)  # common.POOL_SIZE
         elif layer.kind == "dropout":
           x = nn.Dropout(layer.size, deterministic=not train)(x)
         elif layer.kind == "flatten":

@@ -46,7 +46,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from matplotlib.figure import Figure
 
 from dljax.errors import ConfigError
 
@@ -244,6 +243,8 @@ def save_grid(
     columns: int = 8,
 ) -> None:
   """Writes the first n images as a PNG grid titled with their labels (hour 0 = 12 o'clock)."""
+  from matplotlib.figure import Figure  # here: importing it costs every run ~0.3 s of start-up
+
   n = min(n, len(images_NHW))
   rows = math.ceil(n / columns)
   # Cells of at least an image's size at 100 dpi, so the PNG shows every pixel.

@@ -75,7 +75,7 @@ class CNN(nn.Module):
     for index, (features, size) in enumerate(zip(self.conv_features, self.kernel_sizes,
                                                  strict=True)):
       x = nn.Conv(features, (size, size), strides=self.strides, padding=self.padding,
-                  **inits)(x)
+                  conv_general_dilated=layers.conv_general_dilated, **inits)(x)
       if index in self.batch_norm_after:
         x = layers.batch_norm(x, train=train)
       x = act(x)
