@@ -264,3 +264,20 @@ def test_max_pool_2x2_matches_flax_max_pool_forward_and_gradient_on_odd_sizes(va
   cotangent = jax.random.normal(key_g, (2, 3, 4, 3))
   grad = lambda pool: jax.jit(jax.grad(lambda x: jnp.sum(pool(x) * cotangent)))(x)
   np.testing.assert_array_equal(grad(layers.max_pool_2x2), grad(reference))
+
+
+@pytest.mark.parametrize("strides, padding, kernel", [
+    ((1, 1), "VALID", 3), ((2, 2), "SAME", 3), ((2, 2), "VALID", 5), ((1, 2), ((1, 2), (0, 1)), 2)])
+def test_the_fast_convolution_has_lax_values_and_gradients(strides, padding, kernel):
+  x_BHWC = jax.random.normal(jax.random.key(0), (3, 10, 9, 4))
+  kernel_HWIO = jax.random.normal(jax.random.key(1), (kernel, kernel, 4, 5))
+  numbers = ("NHWC", "HWIO", "NHWC")
+
+  def loss(conv, x, w):
+    return jnp.sum(jnp.sin(conv(x, w, strides, padding, dimension_numbers=numbers)))
+
+  ours = jax.value_and_grad(functools.partial(loss, layers.conv_general_dilated), (0, 1))
+  reference = jax.value_and_grad(functools.partial(loss, jax.lax.conv_general_dilated), (0, 1))
+  for got, want in zip(jax.tree.leaves(ours(x_BHWC, kernel_HWIO)),
+                       jax.tree.leaves(reference(x_BHWC, kernel_HWIO)), strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
