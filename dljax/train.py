@@ -675,4 +675,5 @@ def _run_info(run_k: _Trial, trials_together: int, step: int, splits: data.Split
       # Process settings that change speed, not results (dljax/__init__.py sets both).
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+      "compilation_cache": jax.config.jax_compilation_cache_dir,
   }
