@@ -70,8 +70,9 @@ def _child_env(framework: str, args: argparse.Namespace) -> dict[str, str]:
   tunables = args.glibc_tunables or (HUGE_PAGE_MALLOC if framework == "dljax" else "")
   env = dict(os.environ, PYTHONUNBUFFERED="1", GLIBC_TUNABLES=tunables)
   if framework in ("dljax", "jax_loop", "keras"):
+    # No persistent compilation cache: each JAX framework compiles from scratch, as in a first run.
     env.update(JAX_PLATFORMS=JAX_PLATFORMS[args.device], KERAS_BACKEND="jax",
-               XLA_FLAGS=args.xla_flags)
+               XLA_FLAGS=args.xla_flags, JAX_COMPILATION_CACHE_DIR="")
   return env
 
 

@@ -4,7 +4,10 @@ Nothing is re-implemented: the config file the experiments use is loaded, shrunk
 (epochs, one evaluation at the end on a few examples), and trained on `tfds.testing.mock_data`
 (random examples of the data set's shapes). What is timed:
 
-- `compile_seconds`: results.json's, the ahead-of-time compilation of the train and eval steps.
+- `compile_seconds`: results.json's, the ahead-of-time compilation of the train and eval steps
+  (JAX's persistent compilation cache is off here, so every pair compiles from scratch).
+- `startup_seconds`: results.json's, from the benchmark process's start to the first train step
+  (imports, mock data, compilation).
 - steady-state examples/s: epochs 2.. of the train loop. The trainer logs train metrics once
   per epoch (`log_every_steps` = steps per epoch); each log pulls the metrics to the host, so
   the TensorBoard event it writes is stamped after that epoch's last step has finished. The
@@ -84,6 +87,7 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, repo: str) -> 
   return common.measurement(
       steady, steps_per_epoch * spec.batch_size,
       compile_seconds=results["compile_seconds"],
+      startup_seconds=results["startup_seconds"],
       first_epoch_seconds=results["compile_seconds"] + results["train_seconds"] - sum(steady),
       parameters=results["parameters"],
       final_loss=final["loss"],
