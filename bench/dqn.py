@@ -8,14 +8,16 @@ Runs `python -m launch.sweep --config=configs/dqn_cartpole.py --sweep=agents --v
 --parallel=N` (the seeds of an agent trained together, one process and one jit per agent,
 N agents at a time: default one per CPU core, since compiling, the per-trial files and much of
 an environment step are single-threaded), each trial into its own workdir under --workdir, and
-reads the trials' files. Prints one JSON object: the machine, the settings, the wall seconds of
-the whole sweep, and per agent the compile and train seconds, the environment steps taken (every
-episode's return: CartPole pays 1 a step) and steps per second, and the study: the mean of the
-last 50 returns at episodes 50, 100, 150 and 200 (median and quartiles over seeds), the share of
-seeds that solved (mean of the last 50 >= 195) and the median episode at which they did. --plot
-draws the mean of the last 50 against the episode per agent (median and interquartile band over
-seeds). Progress goes to stderr. A second call with the same --workdir re-reads finished trials
-instead of training them.
+reads the trials' files. Prints one JSON object (also written to WORKDIR/dqn_study.json): the
+machine, the settings, the wall seconds of the whole sweep, and per agent the compile and train
+seconds, the environment steps taken (every episode's return: CartPole pays 1 a step) and steps
+per second, and the study: the mean of the last 50 returns at episodes 50, 100, 150 and 200
+(median and quartiles over seeds), the share of seeds that solved (mean of the last 50 >= 195),
+the episode at which each seed did and their median. --plot draws the mean of the last 50
+against the episode per agent (median and interquartile band over seeds). Progress goes to
+stderr. A second call with the same --workdir re-reads finished trials instead of training them;
+--summarize trains nothing and summarises a sweep dir that
+`python -m launch.sweep --config=configs/dqn_cartpole.py --sweep=agents --vmap` filled.
 """
 
 import argparse
@@ -37,21 +39,25 @@ from launch import sweep
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                       "dqn_cartpole.py")
 MILESTONES = (50, 100, 150, 200)
+STUDY_FILE = "dqn_study.json"  # the printed JSON, also written into --workdir
 
 
 def run_sweep(args: argparse.Namespace) -> dict[str, list[str]]:
-  """Trains the agents' first --seeds seeds through launch.sweep; {agent: its seeds' workdirs}."""
+  """Trains the agents' first --seeds seeds through launch.sweep (unless --summarize);
+  {agent: its seeds' workdirs}."""
   trials = {name: trial for name, trial in sweep.load_sweep(CONFIG, "agents").items()
             if trial["seed"] < args.seeds}
+  agents = {}
+  for name, trial in trials.items():
+    agents.setdefault(trial["config_arg"], []).append(os.path.join(args.workdir, name))
+  if args.summarize:
+    return agents
   overrides = [f"num_steps={args.episodes}",
                f"eval_every_steps={args.eval_every or args.episodes}", *args.override]
   subprocess.run([sys.executable, "-m", "launch.sweep", f"--config={CONFIG}", "--sweep=agents",
                   "--vmap", f"--parallel={args.parallel}", f"--workdir={args.workdir}",
                   *(f"--trial={name}" for name in trials),
                   *(f"--config.{item}" for item in overrides)], check=True, stdout=sys.stderr)
-  agents = {}
-  for name, trial in trials.items():
-    agents.setdefault(trial["config_arg"], []).append(os.path.join(args.workdir, name))
   return agents
 
 
@@ -80,6 +86,7 @@ def summary(run: dict, solve_return: float) -> dict:
       "mean_return_50_quartiles": {episode: quartiles(means_SE[:, episode - 1])
                                    for episode in MILESTONES if episode <= means_SE.shape[1]},
       "solved_share": len(solved) / len(means_SE),
+      "episodes_to_solve": run["episodes_to_solve"],  # per seed; None: not solved
       "median_episodes_to_solve": float(np.median(solved)) if solved else None,
       "solve_return": solve_return,
   }
@@ -116,6 +123,10 @@ def main() -> None:
                       help="agents trained at once, each in its own process")
   parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "dqn_bench"))
   parser.add_argument("--plot", default="", help="write the study's PNG here")
+  parser.add_argument("--summarize", action="store_true",
+                      help="train nothing: summarise the finished trials in --workdir (say, of "
+                      "python -m launch.sweep --config=configs/dqn_cartpole.py --sweep=agents "
+                      "--vmap --workdir=DIR)")
   args = parser.parse_args()
 
   start = time.perf_counter()
@@ -126,7 +137,7 @@ def main() -> None:
     plot(runs, args.plot)
   steps = sum(int(run["returns"].sum()) for run in runs.values())
   train_seconds = sum(run["train_seconds"] for run in runs.values())
-  print(json.dumps({
+  study = {
       "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                   "load_average": os.getloadavg()},
       "settings": vars(args),
@@ -135,7 +146,9 @@ def main() -> None:
       "env_steps": steps,
       "env_steps_per_second": round(steps / wall),
       "agents": {agent: summary(run, solve_return) for agent, run in runs.items()},
-  }, indent=2))
+  }
+  writers.write_json(os.path.join(args.workdir, STUDY_FILE), study)
+  print(json.dumps(study, indent=2))
 
 
 if __name__ == "__main__":
