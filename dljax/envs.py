@@ -55,6 +55,7 @@ class Environment:
   obs_size: int
   num_actions: int
   max_steps: int  # the episode cap
+  on_host: bool  # stepped outside the compiled step (a call to the host a step)
   new_id: Callable[[], jax.Array]
   reset: Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]]
   step: Callable[[jax.Array, Any, jax.Array, jax.Array], tuple[jax.Array, Any, jax.Array,
@@ -97,7 +98,7 @@ def _gymnax(name: str, key: str) -> Environment:
 
   return Environment(obs_size=env.observation_space(params).shape[0],
                      num_actions=env.num_actions, max_steps=int(params.max_steps_in_episode),
-                     new_id=lambda: jnp.int32(0), reset=reset, step=step)
+                     on_host=False, new_id=lambda: jnp.int32(0), reset=reset, step=step)
 
 
 _HOST_ENVS: dict[tuple[str, int], Any] = {}  # (name, id) -> this process's gymnasium environment
@@ -163,4 +164,4 @@ def _gymnasium(name: str, key: str) -> Environment:
                                         jax.ShapeDtypeStruct((), jnp.int32))
 
   return Environment(obs_size=obs_size, num_actions=num_actions, max_steps=int(max_steps),
-                     new_id=new_id, reset=reset, step=step)
+                     on_host=True, new_id=new_id, reset=reset, step=step)
