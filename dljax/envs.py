@@ -11,8 +11,9 @@ callable inside jit and vmap, so a task's episode loop is one piece of code.
   so nothing is reset behind its back and no reset is drawn at every step.
 - `gymnasium`: any registered gymnasium environment with a Box observation and a Discrete action
   space runs on the host, stepped from inside the compiled step by `jax.experimental.io_callback`
-  (one host call a step; an episode that has ended calls nothing). The host environments live in
-  this process (`_HOST_ENVS`), one per trial (an id in the trial's state). Their state cannot be
+  (one host call a step; past the episode's end, the call returns at once). The host
+  environments live in this process (`_HOST_ENVS`), one per trial (an id in the trial's state),
+  so trials vmapped together each step their own. Their state cannot be
   checkpointed, but an episode's does not outlive it: every episode starts with a reset seeded
   from the step's key, so a run resumed from a checkpoint (taken between episodes) replays the
   same episodes, for any environment whose dynamics depend only on its seed and the actions.
@@ -46,7 +47,7 @@ ENVIRONMENTS = {
 class Environment:
   """An environment as the episode loop sees it (obs_O: float32 [obs_size]).
 
-    new_id() -> env_id                     at a trial's init: which host environment is its own
+    new_id(rng) -> env_id                  at a trial's init: which host environment is its own
     reset(rng, env_id) -> (obs_O, env_state)
     step(rng, env_state, action, running) -> (next_obs_O, env_state, reward, done)
         done: terminated or at the cap (gym's old `done`); `running` False: the episode has
@@ -55,8 +56,7 @@ class Environment:
   obs_size: int
   num_actions: int
   max_steps: int  # the episode cap
-  on_host: bool  # stepped outside the compiled step (a call to the host a step)
-  new_id: Callable[[], jax.Array]
+  new_id: Callable[[jax.Array], jax.Array]
   reset: Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]]
   step: Callable[[jax.Array, Any, jax.Array, jax.Array], tuple[jax.Array, Any, jax.Array,
                                                                 jax.Array]]
@@ -98,7 +98,7 @@ def _gymnax(name: str, key: str) -> Environment:
 
   return Environment(obs_size=env.observation_space(params).shape[0],
                      num_actions=env.num_actions, max_steps=int(params.max_steps_in_episode),
-                     on_host=False, new_id=lambda: jnp.int32(0), reset=reset, step=step)
+                     new_id=lambda rng: jnp.int32(0), reset=reset, step=step)
 
 
 _HOST_ENVS: dict[tuple[str, int], Any] = {}  # (name, id) -> this process's gymnasium environment
@@ -144,7 +144,9 @@ def _gymnasium(name: str, key: str) -> Environment:
     obs, _ = _host_env(name, env_id).reset(seed=int(seed))
     return np.asarray(obs, np.float32)
 
-  def host_step(env_id, action):
+  def host_step(env_id, action, running):
+    if not running:  # the episode has ended: the loop runs on to the cap (see dqn.py)
+      return np.zeros(obs_size, np.float32), np.float32(0), np.bool_(True)
     obs, reward, terminated, truncated, _ = _host_env(name, env_id).step(int(action))
     return np.asarray(obs, np.float32), np.float32(reward), np.bool_(terminated or truncated)
 
@@ -154,14 +156,15 @@ def _gymnasium(name: str, key: str) -> Environment:
 
   def step(rng, env_id, action, running):
     del rng  # the host environment draws from its own generator, seeded at reset
-    called = lambda: io_callback(host_step, step_types, env_id, action)
-    ended = lambda: (jnp.zeros(obs_size, jnp.float32), jnp.float32(0), jnp.bool_(True))
-    next_obs, reward, done = jax.lax.cond(running, called, ended)
+    # The host decides whether to step: a lax.cond around the call would not vmap (JAX 0.10).
+    next_obs, reward, done = io_callback(host_step, step_types, env_id, action, running)
     return next_obs, env_id, reward, done
 
-  def new_id():
-    return io_callback(lambda: np.int32(next(_NEXT_ID)),
-                                        jax.ShapeDtypeStruct((), jnp.int32))
+  def new_id(rng):
+    # The trial's key is an argument so that vmapped trials call once each (an unbatched call
+    # would be made once and shared).
+    return io_callback(lambda rng_data: np.int32(next(_NEXT_ID)),
+                       jax.ShapeDtypeStruct((), jnp.int32), jax.random.key_data(rng))
 
   return Environment(obs_size=obs_size, num_actions=num_actions, max_steps=int(max_steps),
-                     on_host=True, new_id=new_id, reset=reset, step=step)
+                     new_id=new_id, reset=reset, step=step)

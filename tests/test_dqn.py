@@ -3,6 +3,7 @@ episode a train step through the one trainer, seeds trained together, kill -9 an
 the config errors."""
 
 import json
+import os
 import signal
 import warnings
 
@@ -143,16 +144,23 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path):
 
 
 def test_the_gymnasium_backend_writes_the_same_files(tmp_path):
-  """Any gymnasium id (here CartPole-v1, a 500-step cap), stepped on the host from the step."""
-  results = train.run(smoke_config(**{"dqn.backend": "gymnasium", "dqn.env": "CartPole-v1"}),
-                      str(tmp_path))
-  train_records = [r for r in read_jsonl(str(tmp_path)) if r["split"] == "train"]
-  assert [r["step"] for r in train_records] == list(range(1, 7))
-  returns = [r["return"] for r in train_records]
-  assert all(r == int(r) and 8 <= r <= 500 for r in returns)  # CartPole ends after 8 at the least
-  assert train_records[-1]["epsilon"] < 1.0 and train_records[-1]["loss"] > 0
-  assert results["test"] == {"mean_return_50": pytest.approx(np.mean(returns)), "solved": 0.0}
-  assert checkpoint.read_state(str(tmp_path / "checkpoints"), 6)["episode"] == 6
+  """Any gymnasium id (here CartPole-v1, a 500-step cap), stepped on the host from the step; two
+  seeds trained together, each stepping its own host environment."""
+  configs = [smoke_config(seed=seed, **{"dqn.backend": "gymnasium", "dqn.env": "CartPole-v1"})
+             for seed in (0, 1)]
+  workdirs = [str(tmp_path / "0"), str(tmp_path / "1")]
+  results = train.run_together(configs, workdirs)
+  all_returns = []
+  for workdir, result in zip(workdirs, results, strict=True):
+    train_records = [r for r in read_jsonl(workdir) if r["split"] == "train"]
+    assert [r["step"] for r in train_records] == list(range(1, 7))
+    returns = [r["return"] for r in train_records]
+    assert all(r == int(r) and 8 <= r <= 500 for r in returns)  # CartPole lasts 8 at the least
+    assert train_records[-1]["epsilon"] < 1.0 and train_records[-1]["loss"] > 0
+    assert result["test"] == {"mean_return_50": pytest.approx(np.mean(returns)), "solved": 0.0}
+    assert checkpoint.read_state(os.path.join(workdir, "checkpoints"), 6)["episode"] == 6
+    all_returns.append(returns)
+  assert all_returns[0] != all_returns[1]
 
 
 def test_the_gymnasium_backend_resumes_in_a_new_process(monkeypatch):

@@ -5,16 +5,16 @@ episode, a `lax.scan` over the environment's at most `max_steps_in_episode` step
 acts by the policy, stores the transition in a replay memory and, once the memory holds more
 than a batch, makes one update on a batch drawn from it; after the episode ends the remaining
 steps of the scan change nothing (masked), so all trials of a vmapped sweep scan in lock-step.
-(A while loop that ends with the episode is 3x faster for one trial alone, but vmapped it copies
-every trial's replay memory at every step, which made 32 seeds 2-4x slower.) The replay memory,
-the environment's progress, epsilon and the last returns all live in the state, so checkpoints
-hold them and kill -9 and resume replay the same episodes exactly.
+(A while loop that ends with the episode was 3x faster for one trial alone, but vmapped it copied
+every trial's replay memory at every step, which made 32 seeds 2-4x slower, and a vmapped while
+loop cannot call the host, as the gymnasium backend does.)
+The replay memory, the environment's progress, epsilon and the last returns all live in the
+state, so checkpoints hold them and kill -9 and resume replay the same episodes exactly.
 
 With `dqn.backend='gymnasium'` the environment is any gymnasium one with a Box observation and
 Discrete actions, stepped on the host from inside the jitted episode (dljax/envs.py: one host
-call a step, and no checkpointed environment state: each episode resets it, seeded from the
-step's key, so resume replays the same episodes too); the episode is then a `lax.while_loop`
-that ends with it, since every step past the end would still pay a call to the host.
+call a step, which returns at once past the episode's end; no checkpointed environment state:
+each episode resets it, seeded from the step's key, so resume replays the same episodes too).
 
 The agent (`config.dqn`): a Q-network Dense24 relu -> Dense48 relu -> Dense(actions) with Keras'
 initialisers, MSE (or Huber) on Q(s, a) against
@@ -212,7 +212,7 @@ def build(config: ml_collections.ConfigDict, data, total_steps: int) -> Task:
                     memory=Memory.empty(dqn.memory, obs_size), epsilon=jnp.float32(dqn.epsilon),
                     updates=jnp.int32(0), episode=jnp.int32(0),
                     returns_W=jnp.zeros(SOLVE_WINDOW, jnp.float32), solved_at=jnp.int32(0),
-                    env_id=env.new_id())
+                    env_id=env.new_id(rng))
 
   def update(state: DqnState, noise) -> tuple[DqnState, jax.Array]:
     """One replay update: a batch from the memory, one optimiser step, epsilon decayed."""
@@ -252,34 +252,25 @@ def build(config: ml_collections.ConfigDict, data, total_steps: int) -> Task:
                                         env.num_actions, dqn.policy) if dqn.target == "sarsa"
                            else {}}
 
-  def env_step(carry, noise_T):
-    """Step t of the episode (a no-op once it has ended: trials vmapped together loop until
-    their longest episode ends), then maybe an update."""
-    t, state, obs_O, env_state, running, episode_return, loss_sum, updates = carry
-    noise = jax.tree.map(lambda rows: rows[t], noise_T)
+  def env_step(carry, noise):
+    """One environment step of the episode (a no-op once it has ended), then maybe an update."""
+    state, obs_O, env_state, running, episode_return, loss_sum = carry
     action = act(q_values(state.params, obs_O[None]), state.epsilon, noise["act"])[0]
     next_obs_O, next_env_state, reward, done = env.step(noise["env"], env_state, action, running)
     state = state.replace(memory=state.memory.add(obs_O, action, reward, next_obs_O, done,
                                                   running))
     learns = running & (state.memory.size > batch_size)
     state, loss = jax.lax.cond(learns, update, no_update, state, noise)
-    return (t + 1, state, next_obs_O, next_env_state, running & ~done,
-            episode_return + jnp.where(running, reward, 0.0), loss_sum + loss, updates + learns)
+    return (state, next_obs_O, next_env_state, running & ~done,
+            episode_return + jnp.where(running, reward, 0.0), loss_sum + loss), learns
 
   def train_step(state: DqnState, batch, rng):
     del batch  # empty: the environment is the data
     reset_rng, steps_rng = jax.random.split(rng)
     obs_O, env_state = env.reset(reset_rng, state.env_id)
-    noise_T = episode_noise(steps_rng)
-    carry = (jnp.int32(0), state, obs_O, env_state, jnp.bool_(True), jnp.float32(0.0),
-             jnp.float32(0.0), jnp.int32(0))
-    if env.on_host:  # a while loop: it ends with the episode
-      carry = jax.lax.while_loop(lambda carry: carry[4] & (carry[0] < max_steps),
-                                 lambda carry: env_step(carry, noise_T), carry)
-    else:  # all max_steps (see the module docstring)
-      carry, _ = jax.lax.scan(lambda carry, _: (env_step(carry, noise_T), None), carry,
-                              length=max_steps)
-    _, state, *_, episode_return, loss_sum, updates = carry
+    carry = (state, obs_O, env_state, jnp.bool_(True), jnp.float32(0.0), jnp.float32(0.0))
+    (state, *_, episode_return, loss_sum), learned_T = jax.lax.scan(
+        env_step, carry, episode_noise(steps_rng))
     returns_W = state.returns_W.at[state.episode % SOLVE_WINDOW].set(episode_return)
     episode = state.episode + 1
     mean_return = running_mean(returns_W, episode)
@@ -288,7 +279,7 @@ def build(config: ml_collections.ConfigDict, data, total_steps: int) -> Task:
                           solved_at=jnp.where(solved_now, episode, state.solved_at))
     return state, {"return": episode_return, "mean_return_50": mean_return,
                    "epsilon": state.epsilon,
-                   "loss": loss_sum / jnp.maximum(updates, 1)}
+                   "loss": loss_sum / jnp.maximum(jnp.sum(learned_T), 1)}
 
   def solve(state: DqnState, rng, artefacts) -> dict[str, float]:
     """The running mean of the returns, and whether (and when) it reached solve_return."""
