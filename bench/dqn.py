@@ -4,24 +4,27 @@ r"""DQN on CartPole-v0, the four agents over many seeds: the speed of the jitted
     python bench/dqn.py --seeds=4 --episodes=20       # a quick look
     python bench/dqn.py --override=dqn.target_update_every=100   # with a target network
 
-Each agent of `configs/dqn_cartpole.sweep_agents()` trains its seeds together (one
-`dljax.train.run_together`, one jit: the seeds vmapped), one agent after the other in this
-process, each trial into its own workdir under --workdir, as
-`python -m launch.sweep --config=configs/dqn_cartpole.py --sweep=agents --vmap` would.
-Prints one JSON object: the machine, the settings, and per agent the wall, compile and train
-seconds, the environment steps taken (every episode's return: CartPole pays 1 a step) and
-steps per second, and the study: the mean of the last 50 returns at episodes 50, 100, 150 and
-200 (median and quartiles over seeds), the share of seeds that solved (mean of the last 50
->= 195) and the median episode at which they did. --plot draws the mean of the last 50 against
-the episode per agent (median and interquartile band over seeds). Progress goes to stderr.
-A second call with the same --workdir re-reads finished trials instead of training them.
+Runs `python -m launch.sweep --config=configs/dqn_cartpole.py --sweep=agents --vmap
+--parallel=N` (the seeds of an agent trained together, one process and one jit per agent,
+N agents at a time: default one per CPU core, since compiling, the per-trial files and much of
+an environment step are single-threaded), each trial into its own workdir under --workdir, and
+reads the trials' files. Prints one JSON object (also written to WORKDIR/dqn_study.json): the
+machine, the settings, the wall seconds of the whole sweep, and per agent the compile and train
+seconds, the environment steps taken (every episode's return: CartPole pays 1 a step) and steps
+per second, and the study: the mean of the last 50 returns at episodes 50, 100, 150 and 200
+(median and quartiles over seeds), the share of seeds that solved (mean of the last 50 >= 195),
+the episode at which each seed did and their median. --plot draws the mean of the last 50
+against the episode per agent (median and interquartile band over seeds). Progress goes to
+stderr. A second call with the same --workdir re-reads finished trials instead of training them;
+--summarize trains nothing and summarises a sweep dir that
+`python -m launch.sweep --config=configs/dqn_cartpole.py --sweep=agents --vmap` filled.
 """
 
 import argparse
-import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,36 +33,39 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from configs import dqn_cartpole
-from dljax import config_lib, train, writers
+from dljax import report, writers
+from launch import sweep
 
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                      "dqn_cartpole.py")
 MILESTONES = (50, 100, 150, 200)
+STUDY_FILE = "dqn_study.json"  # the printed JSON, also written into --workdir
 
 
-def agent_configs(args: argparse.Namespace) -> dict[str, list]:
-  """{agent: its seeds' configs}, from the config file's agents sweep."""
+def run_sweep(args: argparse.Namespace) -> dict[str, list[str]]:
+  """Trains the agents' first --seeds seeds through launch.sweep (unless --summarize);
+  {agent: its seeds' workdirs}."""
+  trials = {name: trial for name, trial in sweep.load_sweep(CONFIG, "agents").items()
+            if trial["seed"] < args.seeds}
   agents = {}
-  for trial in dqn_cartpole.sweep_agents():
-    if trial["seed"] >= args.seeds:
-      continue
-    config = dqn_cartpole.get_config(trial["config_arg"])
-    overrides = [("seed", trial["seed"]), ("num_steps", args.episodes),
-                 ("eval_every_steps", args.eval_every or args.episodes),
-                 *(item.split("=", 1) for item in args.override)]
-    for key, value in overrides:
-      config_lib.override(config, key, value)
-    agents.setdefault(trial["config_arg"], []).append(config)
+  for name, trial in trials.items():
+    agents.setdefault(trial["config_arg"], []).append(os.path.join(args.workdir, name))
+  if args.summarize:
+    return agents
+  overrides = [f"num_steps={args.episodes}",
+               f"eval_every_steps={args.eval_every or args.episodes}", *args.override]
+  subprocess.run([sys.executable, "-m", "launch.sweep", f"--config={CONFIG}", "--sweep=agents",
+                  "--vmap", f"--parallel={args.parallel}", f"--workdir={args.workdir}",
+                  *(f"--trial={name}" for name in trials),
+                  *(f"--config.{item}" for item in overrides)], check=True, stdout=sys.stderr)
   return agents
 
 
-def train_agent(configs: list, workdirs: list[str]) -> dict:
-  """Trains one agent's seeds together; its seconds and every seed's returns [seeds, episodes]."""
-  start = time.perf_counter()
-  with contextlib.redirect_stdout(sys.stderr):
-    results = train.run_together(configs, workdirs)
-  wall = time.perf_counter() - start
+def read_agent(workdirs: list[str]) -> dict:
+  """One agent's seconds and every seed's returns [seeds, episodes], from its trials' files."""
+  results = [report.read_json(os.path.join(w, "results.json")) for w in workdirs]
   series = [[r for r in writers.read_metrics(w) if r["split"] == "train"] for w in workdirs]
-  return {"wall_seconds": wall,
-          "compile_seconds": results[0]["compile_seconds"],
+  return {"compile_seconds": results[0]["compile_seconds"],
           "train_seconds": results[0]["train_seconds"],
           "returns": np.array([[r["return"] for r in s] for s in series]),
           "mean_return_50": np.array([[r["mean_return_50"] for r in s] for s in series]),
@@ -73,7 +79,6 @@ def summary(run: dict, solve_return: float) -> dict:
   solved = [e for e in run["episodes_to_solve"] if e is not None]
   quartiles = lambda values: [round(float(q), 1) for q in np.percentile(values, (25, 50, 75))]
   return {
-      "wall_seconds": round(run["wall_seconds"], 1),
       "compile_seconds": round(run["compile_seconds"], 1),
       "train_seconds": round(run["train_seconds"], 1),
       "env_steps": steps,
@@ -81,6 +86,7 @@ def summary(run: dict, solve_return: float) -> dict:
       "mean_return_50_quartiles": {episode: quartiles(means_SE[:, episode - 1])
                                    for episode in MILESTONES if episode <= means_SE.shape[1]},
       "solved_share": len(solved) / len(means_SE),
+      "episodes_to_solve": run["episodes_to_solve"],  # per seed; None: not solved
       "median_episodes_to_solve": float(np.median(solved)) if solved else None,
       "solve_return": solve_return,
   }
@@ -113,32 +119,36 @@ def main() -> None:
                       help="episodes between evaluations and checkpoints (0: only at the end)")
   parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                       help="a config override for every trial (repeatable)")
+  parser.add_argument("--parallel", type=int, default=os.cpu_count(),
+                      help="agents trained at once, each in its own process")
   parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "dqn_bench"))
   parser.add_argument("--plot", default="", help="write the study's PNG here")
+  parser.add_argument("--summarize", action="store_true",
+                      help="train nothing: summarise the finished trials in --workdir (say, of "
+                      "python -m launch.sweep --config=configs/dqn_cartpole.py --sweep=agents "
+                      "--vmap --workdir=DIR)")
   args = parser.parse_args()
 
   start = time.perf_counter()
-  runs = {}
-  for agent, configs in agent_configs(args).items():
-    workdirs = [os.path.join(args.workdir, f"{agent},seed={c.seed}") for c in configs]
-    runs[agent] = train_agent(configs, workdirs)
+  runs = {agent: read_agent(workdirs) for agent, workdirs in run_sweep(args).items()}
   wall = time.perf_counter() - start
   solve_return = dqn_cartpole.get_config().dqn.solve_return
   if args.plot:
     plot(runs, args.plot)
   steps = sum(int(run["returns"].sum()) for run in runs.values())
   train_seconds = sum(run["train_seconds"] for run in runs.values())
-  print(json.dumps({
+  study = {
       "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                   "load_average": os.getloadavg()},
       "settings": vars(args),
       "wall_seconds": round(wall, 1),
-      "train_seconds": round(train_seconds, 1),
+      "train_seconds": round(train_seconds, 1),  # summed over agents, some trained at once
       "env_steps": steps,
       "env_steps_per_second": round(steps / wall),
-      "env_steps_per_train_second": round(steps / train_seconds),
       "agents": {agent: summary(run, solve_return) for agent, run in runs.items()},
-  }, indent=2))
+  }
+  writers.write_json(os.path.join(args.workdir, STUDY_FILE), study)
+  print(json.dumps(study, indent=2))
 
 
 if __name__ == "__main__":

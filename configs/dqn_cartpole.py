@@ -10,15 +10,20 @@ results.json the episode at which the mean of the last 50 returns first reached 
     python -m dljax.main --config=configs/dqn_cartpole.py:policy=softmax,target=sarsa \
         --workdir=runs/dqn_sarsa_softmax
     python -m launch.sweep --config=configs/dqn_cartpole.py --sweep=agents --vmap \
-        --workdir=runs/dqn_agents     # 4 agents x 32 seeds: one process per agent
+        --parallel=2 --workdir=runs/dqn_agents   # 4 agents x 32 seeds: one process per agent
+    python bench/dqn.py --summarize --workdir=runs/dqn_agents   # -> runs/dqn_agents/dqn_study.json
+    python -m dljax.main --config=configs/dqn_cartpole.py --config.dqn.backend=gymnasium \
+        --config.dqn.env=CartPole-v1 --workdir=runs/dqn_gym   # any gymnasium id, on the host
 
 Measured (`python bench/dqn.py`, 32 seeds per agent, the shared 2-core CPU): the median over
 seeds of the mean of the last 50 returns at episode 100 / 200, and the seeds that reached 195:
 epsilon-greedy + Q-learning 140 / 172, 9 of 32 (median episode 112); epsilon-greedy + SARSA
 161 / 175, 20 of 32 (109); softmax + Q-learning 47 / 172, 7 of 32 (123); softmax + SARSA
 55 / 162, 10 of 32 (114). All four agents x 32 seeds: 81 s of training (2.9 million environment
-steps, each with its update), 176 s wall. One seed alone (the second command): 1.5 s of
-training, 13 s wall. The README's "DQN on CartPole" has the curves.
+steps, each with its update), 176 s wall at load average 2.5-3.8; run again as two agents at a
+time (`bench/dqn.py` now), the same numbers bit for bit, 1,067 s wall at load average ~30. One
+seed alone (the second command): 1.5 s of training, 13 s wall. The README's "DQN on CartPole"
+has the curves, the speed, and the gymnasium backend against the course's Keras loop.
 """
 
 from dljax import config_lib, optim

@@ -3,6 +3,7 @@ episode a train step through the one trainer, seeds trained together, kill -9 an
 the config errors."""
 
 import json
+import os
 import signal
 import warnings
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 import configs.dqn_cartpole
-from dljax import checkpoint, config_lib, envs, train
+from dljax import checkpoint, config_lib, envs, tasks, train
 from dljax.errors import ConfigError
 from dljax.tasks import dqn
 from tests.test_contract import saved_state
@@ -142,6 +143,46 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path):
     assert json.load(f)["steps"] == KILLED_RUN["num_steps"]
 
 
+def test_the_gymnasium_backend_writes_the_same_files(tmp_path):
+  """Any gymnasium id (here CartPole-v1, a 500-step cap), stepped on the host from the step; two
+  seeds trained together, each stepping its own host environment."""
+  configs = [smoke_config(seed=seed, **{"dqn.backend": "gymnasium", "dqn.env": "CartPole-v1"})
+             for seed in (0, 1)]
+  workdirs = [str(tmp_path / "0"), str(tmp_path / "1")]
+  results = train.run_together(configs, workdirs)
+  all_returns = []
+  for workdir, result in zip(workdirs, results, strict=True):
+    train_records = [r for r in read_jsonl(workdir) if r["split"] == "train"]
+    assert [r["step"] for r in train_records] == list(range(1, 7))
+    returns = [r["return"] for r in train_records]
+    assert all(r == int(r) and 8 <= r <= 500 for r in returns)  # CartPole lasts 8 at the least
+    assert train_records[-1]["epsilon"] < 1.0 and train_records[-1]["loss"] > 0
+    assert result["test"] == {"mean_return_50": pytest.approx(np.mean(returns)), "solved": 0.0}
+    assert checkpoint.read_state(os.path.join(workdir, "checkpoints"), 6)["episode"] == 6
+    all_returns.append(returns)
+  assert all_returns[0] != all_returns[1]
+
+
+def test_the_gymnasium_backend_resumes_in_a_new_process(monkeypatch):
+  """Host environments are not checkpointed: every episode resets its own, seeded from the step's
+  key, so a state restored where no host environment exists yet replays the same episodes."""
+  task = tasks.build(smoke_config(**{"dqn.backend": "gymnasium"}), None, 4)
+  step = jax.jit(lambda state, rng: task.train_step(state, {}, rng))
+  keys = jax.random.split(jax.random.key(0), 4)
+
+  def returns(state, keys):
+    for key in keys:
+      state, metrics = step(state, key)
+      yield float(metrics["return"])
+
+  state = task.init(jax.random.key(1), {})
+  straight = list(returns(state, keys))
+  for key in keys[:2]:
+    state = jax.device_get(step(state, key)[0])  # the checkpoint after two episodes
+  monkeypatch.setattr(envs, "_HOST_ENVS", {})  # as in a new process
+  assert list(returns(state, keys[2:])) == straight[2:] and len(set(straight)) > 1
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("dqn.policy", "boltzmann", "config.dqn.policy='boltzmann': allowed: epsilon_greedy, softmax"),
     ("dqn.target", "expected_sarsa", "config.dqn.target='expected_sarsa': allowed: q_learning, "
@@ -152,10 +193,24 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path):
      "(config.batch_size=32)"),
     ("dqn.temperature", "0", "config.dqn.temperature=0.0: must be > 0"),
     ("dqn.loss", "l1", "config.dqn.loss='l1': allowed: mse, huber"),
+    ("dqn.backend", "gym", "config.dqn.backend='gym': allowed: gymnax, gymnasium"),
 ])
 def test_a_config_the_agent_cannot_train_is_one_line(key, value, message):
   config = smoke_config()
   config_lib.override(config, key, value)
+  with pytest.raises(ConfigError) as error:
+    config_lib.validate(config)
+  assert str(error.value) == message
+
+
+@pytest.mark.parametrize("env, message", [
+    ("NoSuchEnv-v0", "config.dqn.env='NoSuchEnv-v0': not a gymnasium environment (Environment "
+     "`NoSuchEnv` doesn't exist.)"),
+    ("Pendulum-v1", "config.dqn.env='Pendulum-v1': its action space Box(-2.0, 2.0, (1,), "
+     "float32) is not Discrete; the agent picks one of n actions"),
+])
+def test_a_gymnasium_env_the_agent_cannot_use_is_one_line(env, message):
+  config = smoke_config(**{"dqn.backend": "gymnasium", "dqn.env": env})
   with pytest.raises(ConfigError) as error:
     config_lib.validate(config)
   assert str(error.value) == message

@@ -5,8 +5,16 @@ episode, a `lax.scan` over the environment's at most `max_steps_in_episode` step
 acts by the policy, stores the transition in a replay memory and, once the memory holds more
 than a batch, makes one update on a batch drawn from it; after the episode ends the remaining
 steps of the scan change nothing (masked), so all trials of a vmapped sweep scan in lock-step.
+(A while loop that ends with the episode was 3x faster for one trial alone, but vmapped it copied
+every trial's replay memory at every step, which made 32 seeds 2-4x slower, and a vmapped while
+loop cannot call the host, as the gymnasium backend does.)
 The replay memory, the environment's progress, epsilon and the last returns all live in the
 state, so checkpoints hold them and kill -9 and resume replay the same episodes exactly.
+
+With `dqn.backend='gymnasium'` the environment is any gymnasium one with a Box observation and
+Discrete actions, stepped on the host from inside the jitted episode (dljax/envs.py: one host
+call a step, which returns at once past the episode's end; no checkpointed environment state:
+each episode resets it, seeded from the step's key, so resume replays the same episodes too).
 
 The agent (`config.dqn`): a Q-network Dense24 relu -> Dense48 relu -> Dense(actions) with Keras'
 initialisers, MSE (or Huber) on Q(s, a) against
@@ -46,7 +54,8 @@ SOLVE_WINDOW = 50  # episodes in the running mean of returns (`mean_return_50`)
 def task_config() -> ml_collections.ConfigDict:
   """`config.dqn` at the course's values."""
   return ml_collections.ConfigDict(dict(
-      env="CartPole-v0",  # a name of dljax.envs.ENVIRONMENTS
+      env="CartPole-v0",  # gymnax: a name of dljax.envs.ENVIRONMENTS; gymnasium: any id
+      backend="gymnax",  # or 'gymnasium': the environment on the host (dljax/envs.py)
       policy="epsilon_greedy",  # or 'softmax'
       target="q_learning",  # or 'sarsa'
       hidden=(24, 48),
@@ -67,7 +76,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if "data" in config:
     raise ConfigError("config.data: the dqn task makes its own experience; remove the data section")
   dqn = config.dqn
-  envs.make(dqn.env, "dqn.env")
+  envs.environment(dqn.env, dqn.backend, "dqn")
   require(dqn.policy in POLICIES, "dqn.policy", dqn.policy, f"allowed: {', '.join(POLICIES)}")
   require(dqn.target in TARGETS, "dqn.target", dqn.target, f"allowed: {', '.join(TARGETS)}")
   require(dqn.loss in LOSSES, "dqn.loss", dqn.loss, f"allowed: {', '.join(LOSSES)}")
@@ -146,6 +155,7 @@ class DqnState:
   episode: jax.Array  # episodes so far
   returns_W: jax.Array  # the last 50 episodes' returns, a ring by episode
   solved_at: jax.Array  # the episode whose running mean first reached solve_return; 0 = not yet
+  env_id: jax.Array  # which host environment is this trial's (gymnasium backend; else 0)
 
 
 def policy_noise(rng, shape: tuple[int, ...], num_actions: int, name: str) -> dict[str, jax.Array]:
@@ -177,9 +187,8 @@ def running_mean(returns_W, episodes):
 def build(config: ml_collections.ConfigDict, data, total_steps: int) -> Task:
   del data  # none: the agent makes its own experience
   dqn = config.dqn
-  env, env_params = envs.make(dqn.env, "dqn.env")
-  max_steps = int(env_params.max_steps_in_episode)
-  obs_size = env.observation_space(env_params).shape[0]
+  env = envs.environment(dqn.env, dqn.backend, "dqn")
+  max_steps, obs_size = env.max_steps, env.obs_size
   network = QNetwork(tuple(dqn.hidden), env.num_actions)
   # Updates, not episodes, step the optimiser: at most one per environment step.
   tx = optim.make_optimizer(config.optimizer, total_steps * max_steps)
@@ -202,7 +211,8 @@ def build(config: ml_collections.ConfigDict, data, total_steps: int) -> Task:
     return DqnState(params=params, target_params=params, opt_state=tx.init(params),
                     memory=Memory.empty(dqn.memory, obs_size), epsilon=jnp.float32(dqn.epsilon),
                     updates=jnp.int32(0), episode=jnp.int32(0),
-                    returns_W=jnp.zeros(SOLVE_WINDOW, jnp.float32), solved_at=jnp.int32(0))
+                    returns_W=jnp.zeros(SOLVE_WINDOW, jnp.float32), solved_at=jnp.int32(0),
+                    env_id=env.new_id(rng))
 
   def update(state: DqnState, noise) -> tuple[DqnState, jax.Array]:
     """One replay update: a batch from the memory, one optimiser step, epsilon decayed."""
@@ -246,9 +256,7 @@ def build(config: ml_collections.ConfigDict, data, total_steps: int) -> Task:
     """One environment step of the episode (a no-op once it has ended), then maybe an update."""
     state, obs_O, env_state, running, episode_return, loss_sum = carry
     action = act(q_values(state.params, obs_O[None]), state.epsilon, noise["act"])[0]
-    next_obs_O, next_env_state, reward, terminated, _ = env.step_env(
-        noise["env"], env_state, action, env_params)
-    done = terminated | env.is_truncated(next_env_state, env_params)
+    next_obs_O, next_env_state, reward, done = env.step(noise["env"], env_state, action, running)
     state = state.replace(memory=state.memory.add(obs_O, action, reward, next_obs_O, done,
                                                   running))
     learns = running & (state.memory.size > batch_size)
@@ -259,7 +267,7 @@ def build(config: ml_collections.ConfigDict, data, total_steps: int) -> Task:
   def train_step(state: DqnState, batch, rng):
     del batch  # empty: the environment is the data
     reset_rng, steps_rng = jax.random.split(rng)
-    obs_O, env_state = env.reset(reset_rng, env_params)
+    obs_O, env_state = env.reset(reset_rng, state.env_id)
     carry = (state, obs_O, env_state, jnp.bool_(True), jnp.float32(0.0), jnp.float32(0.0))
     (state, *_, episode_return, loss_sum), learned_T = jax.lax.scan(
         env_step, carry, episode_noise(steps_rng))
