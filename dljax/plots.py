@@ -8,9 +8,10 @@ the panels have 4 ticks and one legend: 0.25-0.33 s (measured on the shared 2-co
 """
 
 import functools
+from typing import TYPE_CHECKING
 
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+if TYPE_CHECKING:
+  from matplotlib.figure import Figure
 
 CURVE_SPLITS = ("train", "validation")
 PANEL_INCHES = (4.5, 3.5)  # width, height of one panel
@@ -18,8 +19,12 @@ MARGIN_INCHES = {"left": 0.6, "right": 0.15, "bottom": 0.5, "top": 0.35, "betwee
 
 
 @functools.cache
-def _figure(panels: int) -> Figure:
+def _figure(panels: int) -> "Figure":
   """A figure of `panels` empty panels side by side, made once per count (no pyplot: Agg only)."""
+  # Imported here, not with the module: matplotlib costs every run ~0.3 s before its first step.
+  from matplotlib.figure import Figure
+  from matplotlib.ticker import MaxNLocator
+
   width, height = PANEL_INCHES[0] * panels, PANEL_INCHES[1]
   figure = Figure(figsize=(width, height))
   figure.subplots(1, panels, squeeze=False)
