@@ -175,3 +175,17 @@ def test_save_grid_writes_a_png(tmp_path):
 def test_bad_arguments_raise_config_errors(call):
   with pytest.raises(ConfigError):
     call()
+
+
+def test_recorded_style_families_are_what_is_drawn():
+  style = cr.sample_styles(4, 0, 2000, difficulty=1.0)
+  dial_N = cr.family_values(style, "dial")
+  assert set(dial_N) == {"round", "square", "ellipse"}
+  np.testing.assert_array_equal(dial_N == "ellipse",
+                                style.face_half_width != style.face_half_height)
+  np.testing.assert_array_equal(dial_N == "round", style.corner_radius == style.face_half_width)
+  np.testing.assert_array_equal(cr.family_values(style, "polarity") == "light_on_dark",
+                                style.face_level < style.ink_level)
+  np.testing.assert_array_equal(cr.family_values(style, "ticks") == "none", style.tick_count == 0)
+  np.testing.assert_array_equal(cr.in_families(style, (("dial", "ellipse"), ("ticks", "none"))),
+                                (dial_N == "ellipse") | (style.tick_count == 0))

@@ -33,6 +33,7 @@ def test_generated_data_set_reads_back_as_the_rendered_clocks_split_80_20(tiny_d
   assert {key: (value.shape, value.dtype.kind) for key, value in train.items()} == {
       "image": ((32, 32, 32, 1), "u"), "hour": ((32,), "i"), "minute": ((32,), "i")}
   assert len(test["image"]) == 8
+  assert set(tfds_io.open_split(name, "train", tiny_dir).dataset_info.splits) == {"train", "test"}
   images_NHW, hours_N, minutes_N = clock_render.render_clocks(3, 40, 32, 1.0)
   for part, index in ((train, slice(0, 32)), (test, slice(32, 40))):
     np.testing.assert_array_equal(part["image"][..., 0], images_NHW[index])
@@ -82,10 +83,50 @@ def test_losing_a_generation_race_to_another_process_is_fine(tmp_path, monkeypat
     ("difficulty", 1.5, "config.data.clocks.difficulty=1.5: must be in [0, 1]"),
     ("source", "web", "config.data.clocks.source='web': allowed: render, course"),
     ("sizes", 64, "config.data.clocks.sizes: unknown key"),
+    ("held_out", ("dial=oval",), "config.data.clocks.held_out: 'dial=oval' is not a style family"),
+    ("held_out", ("hands",), "config.data.clocks.held_out: 'hands' is not a style family"),
+    ("held_out", "dial=ellipse", "config.data.clocks.held_out='dial=ellipse': must be a tuple"),
+    ("test_split", "test_styles", "test_split='test_styles': holds the held-out styles"),
 ])
 def test_bad_options_are_one_line_config_errors(key, value, message):
   with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
     clocks.config_for({**TINY, key: value})
+
+
+HELD_OUT = dict(TINY, held_out=("hands=lance", "dial=ellipse", "dial=ellipse"))
+
+
+def test_held_out_style_families_are_never_trained_on_and_are_all_of_test_styles(tmp_path):
+  name = f"clocks/{clocks.config_for(HELD_OUT).name}"
+  assert name == "clocks/render_32px_n40_d1_seed3_heldout-dial.ellipse+hands.lance"
+  clocks.prepared(HELD_OUT, str(tmp_path))
+  held_out = (("dial", "ellipse"), ("hands", "lance"))
+  for split, count, held in (("train", 32, False), ("test", 8, False), ("test_styles", 8, True)):
+    stored = tfds_io.read_split(name, split, str(tmp_path))
+    style = clocks.split_styles(HELD_OUT, split)
+    # The recorded styles are those the stored images were drawn with ...
+    np.testing.assert_array_equal(
+        clock_render.render(stored["hour"], stored["minute"], style, 32), stored["image"][..., 0])
+    # ... and only test_styles has the held-out families, in every image.
+    assert len(stored["image"]) == count
+    np.testing.assert_array_equal(clock_render.in_families(style, held_out), [held] * count)
+  families = {family: clock_render.family_values(clocks.split_styles(HELD_OUT, "train"), family)
+              for family in ("dial", "hands")}
+  assert "ellipse" not in families["dial"] and "lance" not in families["hands"]
+  assert {"round", "square"} <= set(families["dial"])  # the other families stay
+  config = _data_config(str(tmp_path), held_out=HELD_OUT["held_out"], test_split="test_styles")
+  with pytest.raises(ConfigError, match="would pick the model on the held-out styles"):
+    data.load(config, seed=0)
+  config.validation = "last"
+  config.validation_size = 0.1
+  splits = data.load(config, seed=0)
+  np.testing.assert_array_equal(splits.test["image"],
+                                tfds_io.read_split(name, "test_styles", str(tmp_path))["image"])
+
+
+def test_held_out_families_too_rare_at_the_difficulty_are_a_config_error():
+  with pytest.raises(ConfigError, match=r"held_out=\('dial=ellipse',\): at difficulty 0, 0 of"):
+    clocks.split_indices(clocks.config_for(dict(TINY, difficulty=0.0, held_out=("dial=ellipse",))))
 
 
 def _write_course(directory, num_examples: int = 10, seed: int = 0):

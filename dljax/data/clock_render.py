@@ -18,6 +18,8 @@ Conventions:
     and equal the dial angle plus the clock's rotation.
   * Geometry is drawn in "dial units", where 1 is the radius of the ring the ticks end on; a
     style is independent of the image size, so one seed gives the same clocks at 150, 64 or 32 px.
+  * Every categorical choice is kept in the style (its family and value: STYLE_FAMILIES), so a
+    data set can hold whole families out of training and prove it did.
   * Difficulty d in [0, 1]: every categorical style choice is random with probability d (else the
     canonical one), every continuous one is interpolated from its canonical value toward a
     random value by d, and rotation, jitter, blur, noise and lighting scale with d. d = 0 gives one
@@ -66,6 +68,19 @@ _NO_NUMERALS, _DOTS, _DIGITS = 0, 1, 2
 _STRAIGHT, _TAPERED, _LANCE = 0, 1, 2
 _FLAT, _GRADIENT, _TEXTURE = 0, 1, 2
 
+# The categorical style families a data set can hold out of training (dljax.data.clocks):
+# family -> (the ClockStyle field that holds it, {value's name: that field's value}).
+STYLE_FAMILIES: dict[str, tuple[str, dict[str, int]]] = {
+    "dial": ("dial_shape", {"round": _ROUND, "square": _SQUARE, "ellipse": _ELLIPSE}),
+    "numerals": ("numeral_kind", {"none": _NO_NUMERALS, "dots": _DOTS, "digits": _DIGITS}),
+    "ticks": ("tick_count", {"none": 0, "12": 12, "60": 60}),
+    "hands": ("hand_shape", {"straight": _STRAIGHT, "tapered": _TAPERED, "lance": _LANCE}),
+    "background": ("background_kind",
+                   {"flat": _FLAT, "gradient": _GRADIENT, "texture": _TEXTURE}),
+    "polarity": ("light_on_dark", {"dark_on_light": 0, "light_on_dark": 1}),
+    "second_hand": ("has_second_hand", {"no": 0, "yes": 1}),
+}
+
 _MARGIN = 0.02  # fraction of the image kept clear around the clock
 _MAX_BLUR_PX_AT_150 = 1.0  # blur sigma in pixels of a 150 px image; scales with the size
 _MAX_NOISE_SIGMA = 0.05
@@ -86,7 +101,7 @@ class ClockStyle(NamedTuple):
   centre_y: np.ndarray
   radius: np.ndarray  # the dial unit, fraction of the image size
   rotation_deg: np.ndarray  # clockwise rotation of the whole clock
-  is_ellipse: np.ndarray  # else a rounded box (a circle when the corner radius is the half-width)
+  dial_shape: np.ndarray  # _ROUND, _SQUARE (rounded boxes) or _ELLIPSE
   face_half_width: np.ndarray
   face_half_height: np.ndarray
   corner_radius: np.ndarray
@@ -115,6 +130,7 @@ class ClockStyle(NamedTuple):
   second_half_width: np.ndarray
   second_tail: np.ndarray
   background_kind: np.ndarray  # _FLAT, _GRADIENT or _TEXTURE
+  light_on_dark: np.ndarray  # the polarity the levels below were flipped to
   background_level: np.ndarray
   background_contrast: np.ndarray
   background_angle: np.ndarray  # radians, direction of the gradient
@@ -236,6 +252,22 @@ def hand_geometry(
       hour_length_N=style.hour_length * radius_N,
       minute_length_N=style.minute_length * radius_N,
       hand_tail_N=style.hand_tail * radius_N)
+
+
+def family_values(style: ClockStyle, family: str) -> np.ndarray:
+  """The name of each clock's value of a STYLE_FAMILIES family, e.g. 'ellipse': str [N]."""
+  field, values = STYLE_FAMILIES[family]
+  names_V, codes_V = np.array(list(values)), np.array(list(values.values()))
+  return names_V[np.argmax(np.asarray(getattr(style, field))[:, None] == codes_V, axis=1)]
+
+
+def in_families(style: ClockStyle, families: tuple[tuple[str, str], ...]) -> np.ndarray:
+  """Whether each clock has any of the (family, value) pairs, e.g. ('dial', 'ellipse'): bool [N]."""
+  member_N = np.zeros(len(style.radius), bool)
+  for family, value in families:
+    field, values = STYLE_FAMILIES[family]
+    member_N |= np.asarray(getattr(style, field)) == values[value]
+  return member_N
 
 
 def save_grid(
@@ -375,7 +407,8 @@ def _draw_style_block(rng: np.random.Generator, difficulty: float) -> ClockStyle
 
   style = ClockStyle(
       centre_x=centre_x, centre_y=centre_y, radius=radius, rotation_deg=rotation_deg,
-      is_ellipse=is_ellipse, face_half_width=face_half_width, face_half_height=face_half_height,
+      dial_shape=shape.astype(np.int32), face_half_width=face_half_width,
+      face_half_height=face_half_height,
       corner_radius=corner_radius, bezel_width=bezel_width, tick_count=tick_count.astype(np.int32),
       major_tick_length=major_tick_length, major_tick_half_width=major_tick_half_width,
       minor_tick_length=minor_tick_length, minor_tick_half_width=minor_tick_half_width,
@@ -387,7 +420,8 @@ def _draw_style_block(rng: np.random.Generator, difficulty: float) -> ClockStyle
       hand_tail=hand_tail, cap_radius=cap_radius, has_second_hand=has_second_hand,
       second_angle_deg=second_angle_deg, second_length=second_length,
       second_half_width=second_half_width, second_tail=second_tail,
-      background_kind=background_kind.astype(np.int32), background_level=background_level,
+      background_kind=background_kind.astype(np.int32), light_on_dark=light_on_dark,
+      background_level=background_level,
       background_contrast=background_contrast, background_angle=background_angle,
       bezel_level=bezel_level, face_level=face_level, ink_level=ink_level,
       second_level=second_level, light_strength=light_strength, light_angle=light_angle,
@@ -621,7 +655,7 @@ def _render_one(hour, minute, style: ClockStyle, size: int) -> jax.Array:
 
   # Dial: bezel, face, ticks, numerals.
   face = jnp.where(
-      style.is_ellipse,
+      style.dial_shape == _ELLIPSE,
       _ellipse_distance(x, y, style.face_half_width, style.face_half_height),
       _rounded_box_distance(x, y, style.face_half_width, style.face_half_height,
                             style.corner_radius))

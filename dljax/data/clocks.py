@@ -16,6 +16,16 @@ the course files a fixed random 20% (their order is not documented, and a contig
 file sorted by time would test on times train never saw). Examples are stored in that order
 (TFDS's shuffle is off), so test example j of a rendered data set is image 0.8 N + j.
 
+Held-out styles (`held_out`, render only): whole style families of clock_render.STYLE_FAMILIES
+(e.g. 'dial=ellipse', 'hands=lance', 'numerals=dots', 'background=texture',
+'polarity=light_on_dark') never seen in training. A clock is held out if it has any of them.
+Train and test then hold only the other clocks (the first N of the seed's, in index order, 80 /
+20 as above, so validation has none either), and a third split, `test_styles`, as many
+held-out-style clocks as test has, rendered from the same seed. Which images a split holds,
+and so the style each was drawn with, follows from the seed (`split_indices`, `split_styles`):
+tests prove from it that no train image has a held-out family. With nothing held out the data
+set, its name and its files are exactly those of before.
+
 Images are stored as raw bytes (`tfds.features.Tensor`, encoding 'bytes'), not as PNG
 (`tfds.features.Image`): TFDS needs tensorflow to encode PNGs, and encoding them with Pillow
 costs ~3 ms a 150 px image, more than rendering it (~2 ms), while array_record's own compression
@@ -44,7 +54,7 @@ from dljax.data import clock_render, prepare, tfds_io
 from dljax.errors import ConfigError, DataError
 
 NAME = "clocks"
-SPLITS = ("train", "test")
+TEST_SPLITS = ("test", "test_styles")
 TEST_FRACTION = 0.2
 SOURCES = ("render", "course")
 COURSE_FILES = ("images.npy", "labels.npy")
@@ -58,11 +68,20 @@ OPTIONS = dict(
     num_examples=clock_render.DEFAULT_COUNT,  # train + test (render only)
     difficulty=1.0,  # 0 = one clean canonical clock style, 1 = the full variety (render only)
     seed=0,  # which clocks and times (render only)
+    # Style families never trained on (render only), e.g. ('dial=ellipse', 'hands=lance'):
+    # 'family=value' of clock_render.STYLE_FAMILIES. See "Held-out styles" above.
+    held_out=(),
+    # Which stored split the loader serves as 'test': 'test', or 'test_styles' (the held-out
+    # styles; for `--mode=evaluate`).
+    test_split="test",
 )
 
 # Rendered examples are generated in chunks of this many: memory stays bounded (a chunk of
 # 150 px images is 23 MB) and images do not depend on the chunking.
 _CHUNK = 1024
+# Held-out styles: clocks searched for both kinds, at most this many per example, before the
+# held-out families are declared too rare (or too common) at the difficulty.
+_HELD_OUT_SEARCH = 100
 
 
 @dataclasses.dataclass(eq=False)
@@ -74,6 +93,7 @@ class ClocksConfig(tfds.core.BuilderConfig):
   num_examples: int = clock_render.DEFAULT_COUNT
   difficulty: float = 1.0
   seed: int = 0
+  held_out: tuple[tuple[str, str], ...] = ()  # sorted (family, value) pairs
 
 
 def config_for(options: ml_collections.ConfigDict | dict[str, Any]) -> ClocksConfig:
@@ -86,7 +106,17 @@ def config_for(options: ml_collections.ConfigDict | dict[str, Any]) -> ClocksCon
   source = options["source"]
   if source not in SOURCES:
     raise ConfigError(f"config.data.clocks.source={source!r}: allowed: {', '.join(SOURCES)}")
+  held_out = parse_held_out(options["held_out"])
+  if options["test_split"] not in TEST_SPLITS:
+    raise ConfigError(f"config.data.clocks.test_split={options['test_split']!r}: allowed: "
+                      f"{', '.join(TEST_SPLITS)}")
+  if options["test_split"] == "test_styles" and not held_out:
+    raise ConfigError("config.data.clocks.test_split='test_styles': holds the held-out styles; "
+                      "name them in config.data.clocks.held_out")
   if source == "course":
+    if held_out:
+      raise ConfigError(f"config.data.clocks.held_out={tuple(options['held_out'])!r}: only "
+                        "rendered clocks have style families; the course's have none")
     return ClocksConfig(name="course", source="course", size=COURSE_SIZE,
                         description="The course's images.npy and labels.npy.")
   size, num_examples = options["size"], options["num_examples"]
@@ -98,11 +128,32 @@ def config_for(options: ml_collections.ConfigDict | dict[str, Any]) -> ClocksCon
   for holds, key, rule in rules:
     if not holds:
       raise ConfigError(f"config.data.clocks.{key}={options[key]!r}: {rule}")
+  without = "+".join(f"{family}.{value}" for family, value in held_out)
   return ClocksConfig(
-      name=f"render_{size}px_n{num_examples}_d{difficulty:g}_seed{seed}", source="render",
-      size=size, num_examples=num_examples, difficulty=float(difficulty), seed=seed,
+      name=f"render_{size}px_n{num_examples}_d{difficulty:g}_seed{seed}"
+           + (f"_heldout-{without}" if held_out else ""),
+      source="render", size=size, num_examples=num_examples, difficulty=float(difficulty),
+      seed=seed, held_out=held_out,
       description=f"{num_examples} clocks rendered at {size} px, difficulty {difficulty:g}, "
-                  f"seed {seed}.")
+                  f"seed {seed}" + (f", without {without}." if held_out else "."))
+
+
+def parse_held_out(held_out) -> tuple[tuple[str, str], ...]:
+  """`config.data.clocks.held_out` ('family=value' strings) as sorted, distinct (family, value)
+  pairs of clock_render.STYLE_FAMILIES; raises a one-line ConfigError naming a bad entry."""
+  allowed = ", ".join(f"{family}={value}" for family, (_, values)
+                      in clock_render.STYLE_FAMILIES.items() for value in values)
+  if isinstance(held_out, str) or not isinstance(held_out, tuple | list):
+    raise ConfigError(f"config.data.clocks.held_out={held_out!r}: must be a tuple of "
+                      f"'family=value' strings, e.g. ('dial=ellipse',); allowed: {allowed}")
+  pairs = set()
+  for entry in held_out:
+    family, _, value = str(entry).partition("=")
+    if value not in clock_render.STYLE_FAMILIES.get(family, ("", {}))[1]:
+      raise ConfigError(f"config.data.clocks.held_out: {entry!r} is not a style family; "
+                        f"allowed: {allowed}")
+    pairs.add((family, value))
+  return tuple(sorted(pairs))
 
 
 class Clocks(tfds.core.GeneratorBasedBuilder):
@@ -148,21 +199,68 @@ class Clocks(tfds.core.GeneratorBasedBuilder):
       test_N, train_N = _course_split(len(images_NHW))
       return {split: _course_examples(images_NHW, hours_N, minutes_N, index_N)
               for split, index_N in (("train", train_N), ("test", test_N))}
-    num_train = train_size(config.num_examples)
-    return {"train": self._generate_examples(0, num_train),
-            "test": self._generate_examples(num_train, config.num_examples)}
+    return {split: self._generate_examples(index_N)
+            for split, index_N in split_indices(config).items()}
 
-  def _generate_examples(self, start: int, stop: int) -> Iterator[tuple[int, dict]]:
-    """Renders images start .. stop-1 of the config's seed, a chunk at a time."""
+  def _generate_examples(self, index_N: np.ndarray) -> Iterator[tuple[int, dict]]:
+    """Renders images `index_N` (increasing) of the config's seed, a chunk at a time."""
     config = self.builder_config
-    for chunk_start in range(start, stop, _CHUNK):
-      count = min(_CHUNK, stop - chunk_start)
-      hours_N, minutes_N = clock_render.sample_times(config.seed, chunk_start, count)
-      style = clock_render.sample_styles(config.seed, chunk_start, count, config.difficulty)
+    for chunk_start in range(0, len(index_N), _CHUNK):
+      chunk_N = index_N[chunk_start:chunk_start + _CHUNK]
+      hours_N, minutes_N, style = _times_and_styles(config, chunk_N)
       images_NHW = clock_render.render(hours_N, minutes_N, style, config.size)
-      for offset in range(count):
-        yield chunk_start + offset, _example(images_NHW[offset], hours_N[offset],
-                                             minutes_N[offset])
+      for index, image_HW, hour, minute in zip(chunk_N, images_NHW, hours_N, minutes_N,
+                                               strict=True):
+        yield int(index), _example(image_HW, hour, minute)
+
+
+def split_indices(config: ClocksConfig) -> dict[str, np.ndarray]:
+  """Which images of `render_clocks(config.seed, ...)` each stored split holds, in stored order.
+
+  Nothing held out: train is images 0 .. 0.8 N - 1, test the rest. Styles held out: the images
+  are taken in order and those of a held-out family set aside: train is the first 80% of the
+  first N others, test the next 20%, and test_styles the first as many set-aside ones as test
+  has. Only styles are drawn (~1 ms per 1024 clocks), nothing is rendered.
+
+  Raises:
+    ConfigError: at this difficulty, too few clocks fall in (or outside) the held-out families.
+  """
+  num_train = train_size(config.num_examples)
+  if not config.held_out:
+    return {"train": np.arange(num_train), "test": np.arange(num_train, config.num_examples)}
+  num_test = config.num_examples - num_train
+  kept, set_aside = [], []
+  start = num_kept = num_set_aside = 0
+  while num_kept < config.num_examples or num_set_aside < num_test:
+    if start >= _HELD_OUT_SEARCH * config.num_examples:
+      raise ConfigError(
+          f"config.data.clocks.held_out={_held_out_text(config.held_out)}: at difficulty "
+          f"{config.difficulty:g}, {num_set_aside} of the first {start} clocks have a held-out "
+          f"style and {num_kept} not; {num_test} and {config.num_examples} are needed")
+    style = clock_render.sample_styles(config.seed, start, _CHUNK, config.difficulty)
+    held_N = clock_render.in_families(style, config.held_out)
+    index_N = np.arange(start, start + _CHUNK)
+    kept.append(index_N[~held_N])
+    set_aside.append(index_N[held_N])
+    num_kept, num_set_aside = num_kept + len(kept[-1]), num_set_aside + len(set_aside[-1])
+    start += _CHUNK
+  kept_N = np.concatenate(kept)[:config.num_examples]
+  return {"train": kept_N[:num_train], "test": kept_N[num_train:],
+          "test_styles": np.concatenate(set_aside)[:num_test]}
+
+
+def split_styles(options: ml_collections.ConfigDict | dict[str, Any],
+                 split: str) -> clock_render.ClockStyle:
+  """The styles of a rendered data set's stored `split` ('train', 'test', 'test_styles'), one
+  per example in stored order: what each image was drawn with, from the seed."""
+  config = config_for(options)
+  if config.source != "render":
+    raise ConfigError(f"config.data.clocks.source={config.source!r}: only rendered clocks have "
+                      "styles")
+  indices = split_indices(config)
+  if split not in indices:
+    raise ConfigError(f"split {split!r}: {NAME}/{config.name} has {', '.join(indices)}")
+  return _times_and_styles(config, indices[split])[2]
 
 
 def train_size(num_examples: int) -> int:
@@ -220,8 +318,13 @@ def load(config: ml_collections.ConfigDict) -> dict[str, Any]:
   if "clocks" not in config:
     raise ConfigError(f"config.data.clocks: missing; a {NAME} data config needs "
                       f"clocks=dict({', '.join(f'{k}={v!r}' for k, v in OPTIONS.items())})")
+  test_split = config.clocks.get("test_split", "test")
+  if test_split != "test" and config.validation == "test":
+    raise ConfigError(f"config.data.validation='test' with config.data.clocks.test_split="
+                      f"{test_split!r}: would pick the model on the held-out styles")
   reader = prepared(config.clocks, config.dir or None)
-  return {split: reader.as_data_source(split=split) for split in SPLITS}
+  return {"train": reader.as_data_source(split="train"),
+          "test": reader.as_data_source(split=test_split)}
 
 
 def prepare_course(source_dir: str, data_dir: str | None = None, *, force: bool = False) -> str:
@@ -293,6 +396,20 @@ def _download_and_prepare(clocks: Clocks) -> None:
     # won, and ours found the place taken. The data are the same.
     if not clocks.is_prepared():
       raise
+
+
+def _times_and_styles(config: ClocksConfig, index_N: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, clock_render.ClockStyle]:
+  """The times and styles of images `index_N` (increasing) of the config's seed."""
+  first, count = int(index_N[0]), int(index_N[-1]) + 1 - int(index_N[0])
+  hours_N, minutes_N = clock_render.sample_times(config.seed, first, count)
+  style = clock_render.sample_styles(config.seed, first, count, config.difficulty)
+  at_N = index_N - first
+  return hours_N[at_N], minutes_N[at_N], clock_render.ClockStyle(*(field[at_N] for field in style))
+
+
+def _held_out_text(held_out: tuple[tuple[str, str], ...]) -> str:
+  return repr(tuple(f"{family}={value}" for family, value in held_out))
 
 
 def _course_not_prepared(path: str) -> DataError:

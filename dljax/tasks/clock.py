@@ -281,6 +281,34 @@ def _plot_errors(error_N: np.ndarray, true_N: np.ndarray, summary: dict[str, flo
   figure.savefig(path, dpi=100)
 
 
+def plot_errors_by_style(error_N: np.ndarray, families: dict[str, np.ndarray],
+                         held_out: tuple[tuple[str, str], ...], path: str) -> None:
+  """Error histograms split by style family: a panel per family, a curve per value.
+
+  `families` maps a family (clock_render.STYLE_FAMILIES) to each clock's value name, aligned
+  with `error_N`; values in `held_out` (never trained on) are marked so in the legend.
+  """
+  columns = min(len(families), 4)
+  rows = math.ceil(len(families) / columns)
+  figure = Figure(figsize=(4.2 * columns, 3.2 * rows))
+  bins = np.linspace(0, MINUTES // 2, 37)  # 10-minute bins: a curve per value stays readable
+  for ax, (family, value_N) in zip(figure.subplots(rows, columns, squeeze=False).flat,
+                                   families.items(), strict=False):
+    for value in sorted(set(value_N)):
+      error_V = error_N[value_N == value]
+      mark = " HELD OUT" if (family, value) in held_out else ""
+      ax.hist(error_V, bins=bins, histtype="step", log=True,
+              label=f"{value}{mark}: {len(error_V)}, mean {error_V.mean():.1f}")
+    ax.set_title(family)
+    ax.set_xlabel("common-sense error (minutes)")
+    ax.set_ylabel("clocks")
+    ax.legend(fontsize=7)
+  for ax in figure.axes[len(families):]:
+    ax.set_axis_off()
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+
+
 def _plot_worst(images_NHWC: np.ndarray, true_N: np.ndarray, predicted_N: np.ndarray,
                 error_N: np.ndarray, path: str, columns: int = 8) -> None:
   rows = math.ceil(len(images_NHWC) / columns)
