@@ -39,7 +39,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from matplotlib.figure import Figure
 
 from dljax.data import Splits
 from dljax.errors import ConfigError
@@ -260,6 +259,8 @@ def format_time(minutes: float) -> str:
 def _plot_errors(error_N: np.ndarray, true_N: np.ndarray, summary: dict[str, float],
                  path: str) -> None:
   """The error histogram (log counts: the tail is the story) and the mean error by true hour."""
+  from matplotlib.figure import Figure  # here: at import it costs every run's start-up
+
   figure = Figure(figsize=(11, 3.8))
   histogram, by_hour = figure.subplots(1, 2, gridspec_kw=dict(width_ratios=(2, 1)))
   histogram.hist(error_N, bins=np.arange(0, max(float(error_N.max()), 1.0) + 2) - 0.5, log=True)
@@ -290,6 +291,8 @@ def plot_errors_by_style(error_N: np.ndarray, families: dict[str, np.ndarray],
   """
   columns = min(len(families), 4)
   rows = math.ceil(len(families) / columns)
+  from matplotlib.figure import Figure
+
   figure = Figure(figsize=(4.2 * columns, 3.2 * rows))
   bins = np.linspace(0, MINUTES // 2, 37)  # 10-minute bins: a curve per value stays readable
   for ax, (family, value_N) in zip(figure.subplots(rows, columns, squeeze=False).flat,
@@ -313,6 +316,8 @@ def _plot_worst(images_NHWC: np.ndarray, true_N: np.ndarray, predicted_N: np.nda
                 error_N: np.ndarray, path: str, columns: int = 8) -> None:
   rows = math.ceil(len(images_NHWC) / columns)
   cell = max(1.8, 1.1 * images_NHWC.shape[1] / 100)  # show every pixel at 100 dpi
+  from matplotlib.figure import Figure
+
   figure = Figure(figsize=(cell * columns, (cell + 0.45) * rows))
   for index, ax in enumerate(figure.subplots(rows, columns, squeeze=False).flat):
     ax.set_axis_off()
