@@ -76,7 +76,7 @@ def to_variables(layers: dict[str, list[np.ndarray]], shapes: dict[str, tuple[in
       another number of weights than the model's layer of that name.
   """
   model_layers = {name.split("/")[1] for name in shapes}
-  if not model_layers & set(layers):
+  if not (model_layers - {HEAD}) & set(layers):  # every classifier is called predictions
     raise ConfigError(f"config.init_from.path={path!r}: holds the weights of another model "
                       f"(layers {_some(layers)}); this model's layers are {_some(model_layers)}")
   variables = {}

@@ -109,43 +109,72 @@ def test_caffe_inputs_are_keras_vgg_preprocessing(images_BHWC):
   np.testing.assert_allclose(vgg.caffe_inputs(images_BHWC), expected, rtol=1e-6, atol=1e-4)
 
 
+NARROW = dict(width=1 / 16, top_width=16)  # VGG16 with 4-32 filters: quick to initialise
+
+
+@pytest.fixture(scope="module")
+def narrow_vgg16_file(tmp_path_factory) -> str:
+  """A narrow VGG16 (NARROW, 10 classes) built in Keras with keras.applications' layer names."""
+  inputs = keras.Input((SIZE, SIZE, 3))
+  x = inputs
+  for block, (filters, convs) in enumerate(zip(vgg.FILTERS, vgg.CONVS_PER_BLOCK[16],
+                                               strict=True), start=1):
+    for conv in range(1, convs + 1):
+      x = keras.layers.Conv2D(round(filters * NARROW["width"]), 3, padding="same",
+                              activation="relu", name=f"block{block}_conv{conv}")(x)
+    x = keras.layers.MaxPooling2D(name=f"block{block}_pool")(x)
+  x = keras.layers.Flatten(name="flatten")(x)
+  for name in ("fc1", "fc2"):
+    x = keras.layers.Dense(NARROW["top_width"], activation="relu", name=name)(x)
+  model = keras.Model(inputs, keras.layers.Dense(10, name="predictions")(x))
+  path = str(tmp_path_factory.mktemp("narrow") / "narrow_vgg16.h5")
+  save_legacy_h5(model, path)
+  return path
+
+
 def load(state_config: dict, path: str, **init_from):
   """`pretrained.load_into` of the Keras file into a fresh state of `state_config`'s model."""
   model = models.build(ml_collections.ConfigDict(state_config))
   variables = jax.jit(lambda: model.init(jax.random.key(0), np.zeros((1, SIZE, SIZE, 3)),
                                          train=False))()
-  config = ml_collections.ConfigDict(dict(path=path, checkpoint="best", load=".*", skip="",
-                                          **init_from))
+  config = ml_collections.ConfigDict({"path": path, "checkpoint": "best", "load": ".*",
+                                      "skip": "", **init_from})
   return pretrained.load_into(variables, config)
 
 
-def test_init_from_loads_the_base_and_keeps_a_new_head(vgg16_file):
-  path, _ = vgg16_file
-  loaded = load(dict(name="vgg", depth=16, num_classes=7), path, skip="predictions")
-  keras_layers = weights.read_h5(path)
+def test_init_from_loads_the_base_and_keeps_a_new_head(narrow_vgg16_file):
+  loaded = load(dict(name="vgg", depth=16, num_classes=7, **NARROW), narrow_vgg16_file,
+                skip="predictions")
+  keras_layers = weights.read_h5(narrow_vgg16_file)
   np.testing.assert_array_equal(loaded["params"]["block5_conv3"]["kernel"],
                                 keras_layers["block5_conv3"][0])
-  assert loaded["params"]["predictions"]["kernel"].shape == (4096, 7)
+  assert loaded["params"]["predictions"]["kernel"].shape == (16, 7)
 
 
-@pytest.mark.parametrize("model_config, init_from, message", [
-    (dict(name="vgg", depth=16, num_classes=7), {},
+@pytest.mark.parametrize("model_config, message", [
+    (dict(name="vgg", depth=16, num_classes=7, **NARROW),
      r"its predictions layer has 10 classes, config.model.num_classes=7; leave it out with "
      r"--config.init_from.skip=predictions$"),
-    (dict(name="vgg", depth=19, num_classes=10), {},
-     r"has no params/block3_conv4/kernel \(it holds"),
-    (dict(name="vgg", depth=16, num_classes=10, width=0.5), {},
-     r"has params/block1_conv1/kernel of shape \(3, 3, 3, 64\), this config's is \(3, 3, 3, "
-     r"32\)$"),
-    (dict(name="efficientnet", num_classes=10, **SMALL_EFFICIENTNET), {},
+    (dict(name="vgg", depth=19, num_classes=10, **NARROW),
+     r"has no params/block3_conv4/bias \(it holds"),
+    (dict(name="vgg", depth=16, num_classes=10, width=1 / 8, top_width=16),
+     r"has params/block1_conv1/bias of shape \(4,\), this config's is \(8,\)$"),
+    (dict(name="efficientnet", num_classes=10, **SMALL_EFFICIENTNET),
      r"holds the weights of another model \(layers block1_conv1, "),
 ])
-def test_init_from_a_keras_file_that_does_not_fit_is_one_line(vgg16_file, model_config,
-                                                               init_from, message):
-  path, _ = vgg16_file
+def test_init_from_a_keras_file_that_does_not_fit_is_one_line(narrow_vgg16_file, model_config,
+                                                               message):
   with pytest.raises(ConfigError, match=message) as error:
-    load(model_config, path, **init_from)
+    load(model_config, narrow_vgg16_file)
   assert "\n" not in str(error.value)
+
+
+def test_parameter_counts_are_keras_applications_summaries():
+  """Keras' published totals (its Normalization layer's count is the one extra weight)."""
+  count = lambda config: sum(leaf.size for leaf in weights.abstract_variables(config).values())
+  assert count(dict(name="vgg", depth=16)) == 138_357_544
+  assert count(dict(name="vgg", depth=19)) == 143_667_240
+  assert count(dict(name="efficientnet")) + 1 == 5_330_571
 
 
 @pytest.fixture
