@@ -2,11 +2,12 @@ r"""A VGG16 (or VGG19) pretrained on CIFAR-10 with dljax: the source network of 
 study (`configs/tiny_imagenet.py`), standing in for Keras' ImageNet weights, which these
 machines cannot download.
 
-VGG16 as keras.applications lays it out (`dljax/models/vgg.py`), narrowed by `width` (0.125:
-8-64 filters, what a 2-core CPU trains in minutes; 1.0 is Keras' network), with the tutorial top
+VGG16 as keras.applications lays it out (`dljax/models/vgg.py`), narrowed by `width` (1/16: 4-32
+filters, what the shared 2-core CPU could train; 1.0 is Keras' network), with the tutorial top
 (Flatten -> Dense top_width -> Dense top_width -> Dense 10; at 32 px the flatten is 1x1 x
-filters); Adam 3e-4 (as `cifar10_cnn`), batch 128, inputs standardised per channel, validated on
-the test set, the best validation state kept. Measured: see README "Transfer learning".
+filters); Adam 1e-3, batch 128, 6 epochs, inputs standardised per channel, validated on the test
+set, the best validation state kept. Measured (2-core CPU at load ~30, stopped after 600 steps,
+847 s of training): 29.17% test accuracy after epoch 1, the base of README "Transfer learning".
 
     python -m dljax.main --config=configs/cifar10_vgg.py --workdir=/tmp/cifar10_vgg
     python -m dljax.main --config=configs/cifar10_vgg.py:smoke --workdir=/tmp/smoke
