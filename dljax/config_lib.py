@@ -53,7 +53,8 @@ def trainer_config(task: str = "classification", **overrides) -> ml_collections.
       # Start from another run's weights instead of random ones (transfer learning). Loaded after
       # init, on a fresh start only: a resumed run continues from its own checkpoints.
       init_from=dict(
-          path="",  # another run's workdir, or a .npz of '/'-joined variable paths; '' = none
+          path="",  # another run's workdir, a .npz of '/'-joined variable paths, a Keras .h5 file
+          # (python -m dljax.weights fetch vgg16_notop); '' = none
           checkpoint="best",  # of a workdir: 'best' (its best validation state) or 'last'
           load=".*",  # regex on variable paths ('params/Dense_0/kernel', 'batch_stats/...')
           skip="",  # regex of variables not to load, e.g. the old head: 'Dense_2'
@@ -130,8 +131,8 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None)
            "must be >= 0 (0 = never stop early)")
   init_from = config.init_from
   require(not init_from.path or os.path.isdir(init_from.path) or (
-      init_from.path.endswith(".npz") and os.path.isfile(init_from.path)), "init_from.path",
-           init_from.path, "neither a dljax workdir nor a .npz file")
+      init_from.path.endswith((".npz", ".h5")) and os.path.isfile(init_from.path)),
+          "init_from.path", init_from.path, "neither a dljax workdir, a .npz nor a Keras .h5 file")
   require(init_from.checkpoint in INIT_CHECKPOINTS, "init_from.checkpoint", init_from.checkpoint,
            f"allowed: {', '.join(INIT_CHECKPOINTS)}")
   for key in ("load", "skip"):

@@ -1,8 +1,9 @@
 """Starting a run from another run's weights: `config.init_from`.
 
-The source is another dljax workdir (its best or last checkpoint) or a weights file, a `.npz`
+The source is another dljax workdir (its best or last checkpoint) or a weights file: a `.npz`
 whose keys are '/'-joined variable paths as a state holds them (`params/Conv_0/kernel`,
-`batch_stats/BatchNorm_0/mean`). After the task's `init`, outside jit, every variable of the new
+`batch_stats/BatchNorm_0/mean`), or a Keras `.h5` (Keras' ImageNet files), read by layer name
+(`dljax.weights`). After the task's `init`, outside jit, every variable of the new
 state whose path matches `load` and not `skip` is replaced by the source's; the rest (a new head,
 the optimiser's moments) keeps its fresh values. A selected variable the source lacks, or has in
 another shape, stops the run with one line naming it. Freezing what was loaded is the
@@ -18,34 +19,41 @@ import jax
 import ml_collections
 import numpy as np
 
-from dljax import checkpoint
+from dljax import checkpoint, weights
 from dljax import workdir as workdir_lib
 from dljax.errors import ConfigError
 
 LOADABLE = ("params/", "batch_stats/")  # model variables; never optimiser state
 
 
-def read_source(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-  """{variable path: array} of `config.path`: a workdir, else (`config_lib.validate` checked) a
-  .npz file."""
+def read_source(config: ml_collections.ConfigDict,
+                shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+  """{variable path: array} of `config.path`: a workdir, a Keras .h5 file (read for a model
+  whose variables have `shapes`), else (`config_lib.validate` checked) a .npz file."""
   path = config.path
   if os.path.isdir(path):
     return checkpoint.read_state(os.path.join(path, "checkpoints"), _source_step(path,
                                                                                 config.checkpoint))
-  with np.load(path) as weights:
-    return {name: weights[name] for name in weights.files}
+  if path.endswith(".h5"):
+    return weights.to_variables(weights.read_h5(path), shapes, path)
+  with np.load(path) as arrays:
+    return {name: arrays[name] for name in arrays.files}
 
 
 def load_into(state: Any, config: ml_collections.ConfigDict) -> Any:
   """`state` with the variables `config` selects replaced by the source's (same shardings)."""
-  source = {path: value for path, value in read_source(config).items()
+  loadable = {path: leaf for path, leaf in checkpoint.flat(state).items()
+              if path.startswith(LOADABLE)}
+  source = {path: value for path, value in read_source(
+      config, {path: leaf.shape for path, leaf in loadable.items()}).items()
             if path.startswith(LOADABLE)}
   load, skip = re.compile(config.load), re.compile(config.skip) if config.skip else None
-  target = {path: leaf for path, leaf in checkpoint.flat(state).items()
-            if path.startswith(LOADABLE) and load.search(path) and not (skip and skip.search(path))}
+  target = {path: leaf for path, leaf in loadable.items()
+            if load.search(path) and not (skip and skip.search(path))}
   if not target:
     raise ConfigError(f"config.init_from.load={config.load!r} (skip={config.skip!r}): selects "
                       "no variable of this model")
+  weights.check_head(source, {path: leaf.shape for path, leaf in target.items()}, config.path)
   try:
     checkpoint.check_fits(target, {path: value.shape for path, value in source.items()},
                           config.path)

@@ -16,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dljax.data import clocks, tfds_io
+from dljax.data import clocks, tfds_io, tiny_imagenet
 from dljax.errors import ConfigError, DataError
 from dljax.registry import lookup
 
@@ -33,9 +33,10 @@ DATASETS = {
     "fashion_mnist": functools.partial(_tfds_loader, "fashion_mnist"),
     "cifar10": functools.partial(_tfds_loader, "cifar10"),
     "clocks": clocks.load,
+    "tiny_imagenet": tiny_imagenet.load,
 }
 
-VALIDATION_MODES = ("test", "first", "last", "random", "none")
+VALIDATION_MODES = ("test", "first", "last", "random", "none", "dataset")
 NORMALIZATIONS = ("none", "per_channel", "per_pixel")
 PIPELINES = ("auto", "device", "streaming")
 
@@ -47,7 +48,8 @@ def data_config(name: str, **overrides) -> ml_collections.ConfigDict:
       dir="",  # '' = $DLJAX_DATA_DIR, else the TFDS default (~/tensorflow_datasets)
       # Where validation examples come from: 'test' validates on the test set (as several
       # reports did), 'first' / 'last' / 'random' hold out `validation_size` train examples
-      # (a count, or a fraction when < 1), 'none' skips validation.
+      # (a count, or a fraction when < 1), 'none' skips validation, 'dataset' takes the data
+      # set's own 'validation' split (tiny_imagenet).
       validation="test",
       validation_size=0.0,
       train_limit=0,  # keep only the first N train examples (0 = all): smoke runs
@@ -152,6 +154,12 @@ def split_sources(config: ml_collections.ConfigDict, seed: int,
   test = first(Subset(sources["test"], np.arange(_num_examples(sources["test"]))),
                config.eval_limit)
   validation = {"test": test, "none": None}.get(config.validation)
+  if config.validation == "dataset":
+    if "validation" not in sources:
+      raise ConfigError(f"config.data.validation='dataset': {config.name} has no validation "
+                        f"split; allowed: {', '.join(VALIDATION_MODES[:-1])}")
+    validation = first(Subset(sources["validation"],
+                              np.arange(_num_examples(sources["validation"]))), config.eval_limit)
   if config.validation in ("first", "last", "random"):
     order = train.index_N
     if config.validation == "random":

@@ -1,8 +1,9 @@
 """Data set tools: `python -m dljax.data SUBCOMMAND ...`; `--help` lists the subcommands.
 
 prepare NAME --from DIR [--data_dir OUT] [--force] [--partial]: writes TFDS data set NAME
-(mnist, fashion_mnist, cifar10; clocks: the course's images.npy and labels.npy) from its original
-files in DIR, without internet, into OUT (default: $DLJAX_DATA_DIR, else ~/tensorflow_datasets).
+(mnist, fashion_mnist, cifar10; clocks: the course's images.npy and labels.npy; tiny_imagenet:
+the tiny-imagenet-200 folder or zip) from its original files in DIR, without internet, into OUT
+(default: $DLJAX_DATA_DIR, else ~/tensorflow_datasets).
 --force prepares a prepared data set again; --partial accepts splits of other sizes than the
 TFDS catalogue's (mnist, fashion_mnist, cifar10), e.g. a small test subset.
 
@@ -18,7 +19,7 @@ import dataclasses
 import sys
 from collections.abc import Callable
 
-from dljax.data import clock_render, clocks, prepare, raw
+from dljax.data import clock_render, clocks, prepare, raw, tiny_imagenet
 from dljax.errors import ConfigError, DataError
 
 
@@ -30,29 +31,32 @@ class Subcommand:
 
 
 def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("name", choices=sorted([*raw.ORIGINALS, clocks.NAME]),
+  parser.add_argument("name", choices=sorted([*raw.ORIGINALS, clocks.NAME, tiny_imagenet.NAME]),
                       help="TFDS data set to prepare")
   parser.add_argument(
       "--from", dest="source_dir", required=True, metavar="DIR",
       help="directory with the original files: the four IDX .gz files for mnist and "
            "fashion_mnist, cifar10-train-1..5.npz and cifar10-test.npz for cifar10, "
-           "images.npy and labels.npy for clocks")
+           "images.npy and labels.npy for clocks, the tiny-imagenet-200 folder or zip for "
+           "tiny_imagenet")
   parser.add_argument("--data_dir", metavar="OUT",
                       help="TFDS data directory (default: $DLJAX_DATA_DIR, else the TFDS default)")
   parser.add_argument("--force", action="store_true",
                       help="prepare again over a prepared copy (kept until the new one is done)")
   parser.add_argument("--partial", action="store_true",
                       help="accept splits of other sizes than the TFDS catalogue's (a subset, "
-                           "test data); not for clocks")
+                           "test data); only for mnist, fashion_mnist, cifar10")
 
 
 def _prepare(args: argparse.Namespace) -> None:
-  if args.name != clocks.NAME:
+  if args.name in raw.ORIGINALS:
     prepare.prepare(args.name, args.source_dir, args.data_dir, force=args.force,
                     partial=args.partial)
   elif args.partial:
-    raise ConfigError(f"--partial: {clocks.NAME} has no catalogue sizes to differ from; "
+    raise ConfigError(f"--partial: {args.name} has no catalogue sizes to differ from; "
                       f"allowed for {', '.join(raw.ORIGINALS)}")
+  elif args.name == tiny_imagenet.NAME:
+    tiny_imagenet.prepare(args.source_dir, args.data_dir, force=args.force)
   else:
     clocks.prepare_course(args.source_dir, args.data_dir, force=args.force)
 

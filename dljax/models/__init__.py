@@ -9,7 +9,7 @@ import ml_collections
 from flax import linen as nn
 
 from dljax.errors import ConfigError
-from dljax.models import cnn, dcgan, mlp, vae
+from dljax.models import cnn, dcgan, efficientnet, mlp, vae, vgg
 from dljax.registry import lookup
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -18,6 +18,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "dcgan": dcgan.DCGAN,
     "vae_dense": vae.DenseVAE,
     "vae_conv": vae.ConvVAE,
+    "vgg": vgg.VGG,  # VGG16 / VGG19 (depth), as keras.applications
+    "efficientnet": efficientnet.EfficientNet,  # B0 by default, as keras.applications
 }
 
 

@@ -80,13 +80,29 @@ def param_inits(kernel_init: str, bias_init: str) -> dict[str, Initializer]:
               bias_init=initializer(bias_init, "config.model.bias_init"))
 
 
-def batch_norm(x: jax.Array, *, train: bool) -> jax.Array:
+def batch_norm(x: jax.Array, *, train: bool, name: str | None = None) -> jax.Array:
   """Keras BatchNormalization over the last axis; statistics in the 'batch_stats' collection.
 
   The mode is a call argument, not a field, so a frozen layer can be switched to inference mode
-  at call time (`supervised.frozen_batch_norm`)."""
-  return nn.BatchNorm(momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON)(
+  at call time (`supervised.frozen_batch_norm`). `name` names the layer (a Keras layer name, for
+  weights imported from Keras); None keeps Flax's BatchNorm_N."""
+  return nn.BatchNorm(momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON, name=name)(
       x, use_running_average=not train)
+
+
+def resize(x_BHWC: jax.Array, size: int) -> jax.Array:
+  """Bilinear resize to size x size inside the step (Keras tutorials' `tf.image.resize`, whose
+  upsampling is the same; downsampling here is antialiased); 0 leaves the images alone."""
+  if not size or x_BHWC.shape[1:3] == (size, size):
+    return x_BHWC
+  b, _, _, c = x_BHWC.shape
+  return jax.image.resize(x_BHWC, (b, size, size, c), "bilinear")
+
+
+def check_choice(key: str, value: str, allowed: Sequence[str]) -> None:
+  """Raises a one-line ConfigError unless config.model.<key> is one of `allowed`."""
+  if value not in allowed:
+    raise ConfigError(f"config.model.{key}={value!r}: allowed: {', '.join(allowed)}")
 
 
 def check_layer_indices(key: str, indices: Sequence[int], num_layers: int, kind: str) -> None:
@@ -126,13 +142,17 @@ class Dropout(nn.Module):
   skips the layer; a traced rate always draws its mask (for rate 0 it keeps everything).
   """
   rate: float
+  # Axes the mask is shared along: (1, 2, 3) drops whole examples of a BHWC batch (Keras'
+  # noise_shape=(None, 1, 1, 1): EfficientNet's drop connect).
+  broadcast_dims: Sequence[int] = ()
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     if not train or not trials.nonzero(self.rate):
       return x
     keep = 1.0 - self.rate
-    mask = jax.random.bernoulli(self.make_rng("dropout"), p=keep, shape=x.shape)
+    shape = [1 if axis in self.broadcast_dims else size for axis, size in enumerate(x.shape)]
+    mask = jax.random.bernoulli(self.make_rng("dropout"), p=keep, shape=shape)
     # The floor keeps rate 1 (nothing kept) from dividing by zero, in values and in gradients.
     return jnp.where(mask, x / jnp.maximum(keep, 1e-12), jnp.zeros_like(x))
 
