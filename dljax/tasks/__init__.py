@@ -7,7 +7,7 @@ import ml_collections
 
 from dljax.data import Splits
 from dljax.registry import lookup
-from dljax.tasks import classification, clock, dqn, gan, vae
+from dljax.tasks import classification, clock, dqn, gan, language_model, vae
 from dljax.tasks.task import Task
 
 # name -> the task's module (`build`, `validate`).
@@ -16,6 +16,7 @@ TASKS: dict[str, types.ModuleType] = {
     "clock": clock,
     "dqn": dqn,
     "gan": gan,
+    "language_model": language_model,
     "vae": vae,
 }
 
