@@ -16,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dljax.data import clocks, text, tfds_io
+from dljax.data import clocks, imdb, text, tfds_io
 from dljax.errors import ConfigError, DataError
 from dljax.registry import lookup
 
@@ -34,6 +34,7 @@ DATASETS = {
     "cifar10": functools.partial(_tfds_loader, "cifar10"),
     "clocks": clocks.load,
     "text_file": text.load,
+    imdb.NAME: imdb.load,
 }
 
 VALIDATION_MODES = ("test", "first", "last", "random", "none")

@@ -9,7 +9,7 @@ import ml_collections
 from flax import linen as nn
 
 from dljax.errors import ConfigError
-from dljax.models import cnn, dcgan, lstm, mlp, vae
+from dljax.models import cnn, dcgan, lstm, mlp, text_classifiers, vae
 from dljax.registry import lookup
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -20,6 +20,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "vae_conv": vae.ConvVAE,
     "lstm_lm": lstm.LanguageModel,
     "lstm_regressor": lstm.SequenceRegressor,
+    "bag_of_embeddings": text_classifiers.BagOfEmbeddings,
+    "lstm_classifier": text_classifiers.LSTMClassifier,
 }
 
 

@@ -7,7 +7,7 @@ import ml_collections
 
 from dljax.data import Splits
 from dljax.registry import lookup
-from dljax.tasks import classification, clock, dqn, gan, language_model, vae
+from dljax.tasks import classification, clock, dqn, gan, language_model, sentiment, vae
 from dljax.tasks.task import Task
 
 # name -> the task's module (`build`, `validate`).
@@ -17,6 +17,7 @@ TASKS: dict[str, types.ModuleType] = {
     "dqn": dqn,
     "gan": gan,
     "language_model": language_model,
+    "sentiment": sentiment,
     "vae": vae,
 }
 

@@ -56,6 +56,7 @@ def task_config() -> ml_collections.ConfigDict:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
+  text.options(config.data)
   choices = config.language_model
   for key in ("prompt_length", "sample_length"):
     require(choices[key] > 0, f"language_model.{key}", choices[key], "must be > 0")
@@ -92,16 +93,17 @@ def pick(rng: jax.Array, logits_BV: jax.Array, temperature: jax.Array) -> jax.Ar
   return jnp.where(temperature > 0, drawn, logits_BV.argmax(-1))
 
 
-def sampler(model):
+def sampler(model, num_tokens: int):
   """sample(params, prompt_BP, rng, temperature, length) -> the next `length` ids [B, length],
-  compiled once per prompt shape and length (the temperature is traced)."""
+  compiled once per prompt shape and length (the temperature is traced). Only the first
+  `num_tokens` outputs are drawn from: a model may have more than the text's vocabulary."""
   @functools.partial(jax.jit, static_argnames="length")
   def sample(params, prompt_BP, rng, temperature, length):
     logits_BPV, carries = model.apply({"params": params}, prompt_BP)
 
     def step(state, rng_t):
       logits_BV, carries = state
-      token_B = pick(rng_t, logits_BV, temperature)
+      token_B = pick(rng_t, logits_BV[:, :num_tokens], temperature)
       logits_B1V, carries = model.apply({"params": params}, token_B[:, None], carries)
       return (logits_B1V[:, 0], carries), token_B
 
@@ -138,7 +140,7 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
     raise ConfigError(f"config.language_model.bleu: a prompt and its continuation take {span} "
                       f"characters, the held-out text has {len(held_out)}")
   choices = config.language_model
-  sample = sampler(models.build(config.model))
+  sample = sampler(models.build(config.model), len(vocab))
   prompt = choices.prompt or held_out[:choices.prompt_length]
   prompt_1P = jnp.asarray(text.encode(prompt, vocab))[None]
 
