@@ -14,10 +14,10 @@ import pytest
 
 import dljax
 from dljax import config_lib, models, train
-from dljax.data import imdb, text
+from dljax.data import airline, imdb, text
 from dljax.errors import ConfigError, DataError
 from dljax.models import lstm, text_classifiers
-from dljax.tasks import language_model, sentiment
+from dljax.tasks import language_model, sentiment, time_series
 from tests.conftest import REPO, run_main
 
 
@@ -252,3 +252,39 @@ def test_char_lm_smoke_run_writes_samples_and_bleu(tmp_path):
   bleu = json.loads((workdir / "bleu.json").read_text())
   assert [row["temperature"] for row in bleu["rows"]] == [0.0, 1.0]
   assert (workdir / "bleu.png").stat().st_size > 0
+
+
+def _series_csv(tmp_path, count: int) -> str:
+  path = tmp_path / "series.csv"
+  path.write_text('"Month","Passengers"\n' + "".join(
+      f'"19{49 + i // 12}-{i % 12 + 1:02d}",{100 + 10 * i}\n' for i in range(count)))
+  return str(path)
+
+
+def test_airline_windows_by_hand_scaled_by_the_train_part_only(tmp_path):
+  values = {"path": _series_csv(tmp_path, 10), "window": 2, "test_fraction": 0.3}
+  train, test, cut = airline.parts(values)
+  assert (len(train), len(test), cut) == (7, 3, 7)
+  assert airline.scaling(values) == (100.0, 160.0)  # the train part's 100 ... 160
+  part = airline.windows(test, 2, cut, (100.0, 160.0))  # 170, 180, 190
+  np.testing.assert_allclose(part["window"], [[70 / 60, 80 / 60]], rtol=1e-6)
+  np.testing.assert_allclose(part["target"], [90 / 60], rtol=1e-6)
+  np.testing.assert_array_equal(part["month"], [9])
+  assert len(airline.windows(train, 2, 0, (100.0, 160.0))["target"]) == 5
+  with pytest.raises(ConfigError, match=r"^config.data.airline.window=3: longer than the series "
+                                        r"allows: the test part has 3 months, a window needs at "
+                                        r"least one more$"):
+    airline.parts({**values, "window": 3})
+
+
+def test_airline_rmse_is_the_root_of_summed_squares_in_passengers():
+  metrics = time_series.finalize({"squared_error": 0.5, "squared_error_passengers": 800.0}, 2)
+  assert metrics == {"loss": 0.25, "rmse": 20.0}
+
+
+def test_airline_smoke_run_writes_the_predictions_plot(tmp_path):
+  config = config_lib.load(os.path.join(REPO, "configs/airline_lstm.py:smoke,window=3"))
+  config.data.airline.path = _series_csv(tmp_path, 40)
+  results = train.run(config, str(tmp_path / "run"))
+  assert np.isfinite(results["test"]["rmse"]) and np.isfinite(results["test"]["train_rmse"])
+  assert (tmp_path / "run" / "predictions.png").stat().st_size > 0

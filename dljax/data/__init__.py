@@ -16,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dljax.data import clocks, imdb, text, tfds_io
+from dljax.data import airline, clocks, imdb, text, tfds_io
 from dljax.errors import ConfigError, DataError
 from dljax.registry import lookup
 
@@ -35,6 +35,7 @@ DATASETS = {
     "clocks": clocks.load,
     "text_file": text.load,
     imdb.NAME: imdb.load,
+    airline.NAME: airline.load,
 }
 
 VALIDATION_MODES = ("test", "first", "last", "random", "none")

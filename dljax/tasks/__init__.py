@@ -7,7 +7,7 @@ import ml_collections
 
 from dljax.data import Splits
 from dljax.registry import lookup
-from dljax.tasks import classification, clock, dqn, gan, language_model, sentiment, vae
+from dljax.tasks import classification, clock, dqn, gan, language_model, sentiment, time_series, vae
 from dljax.tasks.task import Task
 
 # name -> the task's module (`build`, `validate`).
@@ -18,6 +18,7 @@ TASKS: dict[str, types.ModuleType] = {
     "gan": gan,
     "language_model": language_model,
     "sentiment": sentiment,
+    "time_series": time_series,
     "vae": vae,
 }
 
