@@ -241,7 +241,8 @@ def test_char_lm_smoke_run_writes_samples_and_bleu(tmp_path):
   corpus.write_text("ROMEO: the night is long and the day is short.\n" * 40)
   workdir = tmp_path / "lm"
   result = run_main("--config=configs/char_lm.py:smoke", f"--workdir={workdir}",
-                    f"--config.data.text.path={corpus}", "--config.optimizer.learning_rate=0.03")
+                    f"--config.data.text.path={corpus}", "--config.optimizer.learning_rate=0.03",
+                    timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
   results = json.loads((workdir / "results.json").read_text())
   assert results["test"]["loss"] < np.log(65)  # below uniform over the outputs
