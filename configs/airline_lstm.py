@@ -10,6 +10,10 @@ and predictions.png against the truth. `sweep_window()` trains W = 1, 2, 4, ...,
     python -m dljax.main --config=configs/airline_lstm.py --workdir=runs/airline
     python -m launch.sweep --config=configs/airline_lstm.py --sweep=window --workdir=runs/airline_w
     python -m dljax.main --config=configs/airline_lstm.py:smoke --workdir=/tmp/airline_smoke
+
+Measured (seed 0, 2-core CPU shared with other sessions): test RMSE 57.5 (train 22.4) thousand
+passengers at W = 10; the sweep: W = 1: 48.5, 2: 55.2, 4: 53.9, 6: 57.2, 8: 60.1, 12: 67.4,
+16: 88.8 (3.6-56 s of training each). The course's 39.9 scaled with all 144 months.
 """
 
 from dljax import config_lib, optim

@@ -21,6 +21,10 @@ for the frozen variant) needs a GloVe file; none is on these machines.
     python -m dljax.main --config=configs/imdb_sentiment.py --workdir=runs/imdb_bag
     python -m dljax.main --config=configs/imdb_sentiment.py:model=lstm --workdir=runs/imdb_lstm
     python -m dljax.main --config=configs/imdb_sentiment.py:smoke --workdir=/tmp/imdb_smoke
+
+Measured (`bag`, seed 0, 2-core CPU shared with five other sessions, load average 14-31): best
+validation accuracy 89.90% at epoch 4, 88.17% on the 25,000 test reviews (goal: 89%), 3,618 s
+of training. Not measured yet: embeddings, lstm, bilstm.
 """
 
 from dljax import config_lib, optim
