@@ -16,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dljax.data import clocks, tfds_io, tiny_imagenet
+from dljax.data import airline, clocks, imdb, text, tfds_io, tiny_imagenet
 from dljax.errors import ConfigError, DataError
 from dljax.registry import lookup
 
@@ -34,6 +34,9 @@ DATASETS = {
     "cifar10": functools.partial(_tfds_loader, "cifar10"),
     "clocks": clocks.load,
     "tiny_imagenet": tiny_imagenet.load,
+    "text_file": text.load,
+    imdb.NAME: imdb.load,
+    airline.NAME: airline.load,
 }
 
 VALIDATION_MODES = ("test", "first", "last", "random", "none", "dataset")

@@ -2,10 +2,11 @@
 
 prepare NAME --from DIR [--data_dir OUT] [--force] [--partial]: writes TFDS data set NAME
 (mnist, fashion_mnist, cifar10; clocks: the course's images.npy and labels.npy; tiny_imagenet:
-the tiny-imagenet-200 folder or zip) from its original files in DIR, without internet, into OUT
+the tiny-imagenet-200 folder or zip; imdb_reviews: the labelled reviews as
+aclImdb-{train,test}.jsonl.gz) from its original files in DIR, without internet, into OUT
 (default: $DLJAX_DATA_DIR, else ~/tensorflow_datasets).
 --force prepares a prepared data set again; --partial accepts splits of other sizes than the
-TFDS catalogue's (mnist, fashion_mnist, cifar10), e.g. a small test subset.
+TFDS catalogue's (mnist, fashion_mnist, cifar10, imdb_reviews), e.g. a small test subset.
 
 show clocks [--size 64 --difficulty 1 --seed 0 --count 32 --out clocks.png]: writes a PNG grid
 of the first clocks of a rendered clocks data set, titled with their times.
@@ -19,7 +20,7 @@ import dataclasses
 import sys
 from collections.abc import Callable
 
-from dljax.data import clock_render, clocks, prepare, raw, tiny_imagenet
+from dljax.data import clock_render, clocks, imdb, prepare, raw, tiny_imagenet
 from dljax.errors import ConfigError, DataError
 
 
@@ -31,14 +32,15 @@ class Subcommand:
 
 
 def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("name", choices=sorted([*raw.ORIGINALS, clocks.NAME, tiny_imagenet.NAME]),
+  parser.add_argument("name", choices=sorted([*raw.ORIGINALS, clocks.NAME, tiny_imagenet.NAME,
+                                               imdb.NAME]),
                       help="TFDS data set to prepare")
   parser.add_argument(
       "--from", dest="source_dir", required=True, metavar="DIR",
       help="directory with the original files: the four IDX .gz files for mnist and "
            "fashion_mnist, cifar10-train-1..5.npz and cifar10-test.npz for cifar10, "
            "images.npy and labels.npy for clocks, the tiny-imagenet-200 folder or zip for "
-           "tiny_imagenet")
+           "tiny_imagenet, aclImdb-{train,test}.jsonl.gz for imdb_reviews")
   parser.add_argument("--data_dir", metavar="OUT",
                       help="TFDS data directory (default: $DLJAX_DATA_DIR, else the TFDS default)")
   parser.add_argument("--force", action="store_true",
@@ -49,7 +51,9 @@ def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-  if args.name in raw.ORIGINALS:
+  if args.name == imdb.NAME:
+    imdb.prepare(args.source_dir, args.data_dir, force=args.force, partial=args.partial)
+  elif args.name in raw.ORIGINALS:
     prepare.prepare(args.name, args.source_dir, args.data_dir, force=args.force,
                     partial=args.partial)
   elif args.partial:

@@ -9,7 +9,7 @@ import ml_collections
 from flax import linen as nn
 
 from dljax.errors import ConfigError
-from dljax.models import cnn, dcgan, efficientnet, mlp, vae, vgg
+from dljax.models import cnn, dcgan, efficientnet, lstm, mlp, text_classifiers, vae, vgg
 from dljax.registry import lookup
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -20,6 +20,10 @@ MODELS: dict[str, type[nn.Module]] = {
     "vae_conv": vae.ConvVAE,
     "vgg": vgg.VGG,  # VGG16 / VGG19 (depth), as keras.applications
     "efficientnet": efficientnet.EfficientNet,  # B0 by default, as keras.applications
+    "lstm_lm": lstm.LanguageModel,
+    "lstm_regressor": lstm.SequenceRegressor,
+    "bag_of_embeddings": text_classifiers.BagOfEmbeddings,
+    "lstm_classifier": text_classifiers.LSTMClassifier,
 }
 
 

@@ -7,7 +7,7 @@ import ml_collections
 
 from dljax.data import Splits
 from dljax.registry import lookup
-from dljax.tasks import classification, clock, dqn, gan, vae
+from dljax.tasks import classification, clock, dqn, gan, language_model, sentiment, time_series, vae
 from dljax.tasks.task import Task
 
 # name -> the task's module (`build`, `validate`).
@@ -16,6 +16,9 @@ TASKS: dict[str, types.ModuleType] = {
     "clock": clock,
     "dqn": dqn,
     "gan": gan,
+    "language_model": language_model,
+    "sentiment": sentiment,
+    "time_series": time_series,
     "vae": vae,
 }
 
