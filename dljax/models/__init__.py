@@ -9,7 +9,7 @@ import ml_collections
 from flax import linen as nn
 
 from dljax.errors import ConfigError
-from dljax.models import cnn, dcgan, mlp, vae
+from dljax.models import autoencoder, cnn, dcgan, mlp, unet, vae
 from dljax.registry import lookup
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -18,6 +18,10 @@ MODELS: dict[str, type[nn.Module]] = {
     "dcgan": dcgan.DCGAN,
     "vae_dense": vae.DenseVAE,
     "vae_conv": vae.ConvVAE,
+    "autoencoder_dense": autoencoder.DenseAE,
+    "autoencoder_conv": autoencoder.ConvAE,
+    "unet": unet.UNet,
+    "pix2pix": unet.Pix2Pix,
 }
 
 

@@ -7,11 +7,12 @@ import ml_collections
 
 from dljax.data import Splits
 from dljax.registry import lookup
-from dljax.tasks import classification, clock, dqn, gan, vae
+from dljax.tasks import autoencoder, classification, clock, dqn, gan, vae
 from dljax.tasks.task import Task
 
 # name -> the task's module (`build`, `validate`).
 TASKS: dict[str, types.ModuleType] = {
+    "autoencoder": autoencoder,
     "classification": classification,
     "clock": clock,
     "dqn": dqn,

@@ -1,5 +1,7 @@
 """What the generative tasks (vae, gan) share: their data checks and their image grids."""
 
+from collections.abc import Sequence
+
 import ml_collections
 import numpy as np
 
@@ -26,14 +28,29 @@ def first_rows(split: data.Split, rows: int, columns: int) -> np.ndarray | None:
   """The first `rows` x `columns` images of `split`, uint8 [N, H, W, C], fewer (whole rows of
   `columns`, or one shorter row) where it holds fewer; None where it holds none (`dljax.load`
   builds tasks with empty splits)."""
-  if isinstance(split, data.Subset):
-    images = data.read(split, np.arange(min(rows * columns, len(split))))["image"]
-  else:
-    images = split.get("image", np.zeros((0,)))[:rows * columns]
+  images = leading_examples(split, rows * columns).get("image", np.zeros((0,)))
   if not len(images):
     return None
   whole_rows = len(images) // columns * columns
   return images[:whole_rows] if whole_rows else images
+
+
+def leading_examples(split: data.Split, count: int | None = None) -> data.Arrays:
+  """The first `count` examples of `split` (all where it holds fewer, or `count` is None), as
+  arrays."""
+  if isinstance(split, data.Subset):
+    return data.read(split, np.arange(len(split) if count is None else min(count, len(split))))
+  return {key: values[:count] for key, values in split.items()}
+
+
+def interleaved_rows(image_sets: Sequence[np.ndarray], columns: int) -> np.ndarray:
+  """Each row of `columns` images of the first set followed by the same row of every other set
+  (originals above their reconstructions; inputs, outputs, targets), for `image_grid`. The sets
+  share a shape but for their channels: one-channel images are shown in as many as the widest."""
+  channels = max(images.shape[-1] for images in image_sets)
+  rows = [np.broadcast_to(np.asarray(images, np.float32), (*images.shape[:-1], channels)).reshape(
+      -1, columns, *images.shape[1:-1], channels) for images in image_sets]
+  return np.stack(rows, axis=1).reshape(-1, *rows[0].shape[2:])
 
 
 def image_grid(images_NHWC: np.ndarray, columns: int, gap: int = 2) -> np.ndarray:

@@ -112,7 +112,9 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, 
                            else contextlib.nullcontext())
 
   def init(rng, batch):
-    variables = model.init(rng, preprocess(batch["image"]), train=False)
+    # The network is made for the inputs `inputs_and_targets` gives it (grey ones, resized ones).
+    inputs, _ = inputs_and_targets(jax.random.fold_in(rng, 2), preprocess(batch["image"]), batch)
+    variables = model.init(rng, inputs, train=False)
     params = variables["params"]
     return State(params=params, batch_stats=variables.get("batch_stats", {}),
                  opt_state=tx.init(params))
