@@ -47,8 +47,9 @@ def get_config(arg: str | None = None):
       early_stopping=dict(metric="loss", mode="min", patience=0, restore_best=False),
   )
   if variant == "linear":
-    config.model = dict(name="autoencoder_dense", encoder=(), representation=arg.representation or 2,
-                        decoder=(), activation="linear", output_activation="linear",
+    config.model = dict(name="autoencoder_dense", encoder=(),
+                        representation=arg.representation or 2, decoder=(),
+                        activation="linear", output_activation="linear",
                         image_shape=(28, 28, 1))
   elif variant == "dense":
     config.model = dict(name="autoencoder_dense", encoder=(128, 30),

@@ -7,7 +7,7 @@ import ml_collections
 
 from dljax.data import Splits
 from dljax.registry import lookup
-from dljax.tasks import autoencoder, classification, clock, dqn, gan, vae
+from dljax.tasks import autoencoder, classification, clock, dqn, gan, image_to_image, pix2pix, vae
 from dljax.tasks.task import Task
 
 # name -> the task's module (`build`, `validate`).
@@ -17,6 +17,8 @@ TASKS: dict[str, types.ModuleType] = {
     "clock": clock,
     "dqn": dqn,
     "gan": gan,
+    "image_to_image": image_to_image,
+    "pix2pix": pix2pix,
     "vae": vae,
 }
 
