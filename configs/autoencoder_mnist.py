@@ -49,16 +49,18 @@ def get_config(arg: str | None = None):
   if variant == "linear":
     config.model = dict(name="autoencoder_dense", encoder=(),
                         representation=arg.representation or 2, decoder=(),
-                        activation="linear", output_activation="linear",
+                        activation="linear", representation_activation="linear",
+                        output_activation="linear",
                         image_shape=(28, 28, 1))
   elif variant == "dense":
     config.model = dict(name="autoencoder_dense", encoder=(128, 30),
                         representation=arg.representation or 50, decoder=(128,),
-                        activation="relu", output_activation="sigmoid", image_shape=(28, 28, 1))
+                        activation="relu", representation_activation="linear",
+                        output_activation="sigmoid", image_shape=(28, 28, 1))
   else:
     config.autoencoder.image_size = 32
     common = dict(representation=arg.representation or 10, activation="relu",
-                  output_activation="relu",
+                  representation_activation="linear", output_activation="relu",
                   image_shape=(32, 32, 1))
     if variant == "dense32":
       config.model = dict(name="autoencoder_dense", encoder=(256, 512, 2048, 1024),
