@@ -24,7 +24,11 @@ Arguments: the variant (`linear`, `dense`, `dense32`, `conv32`; default `dense`)
 level; 0: the report's 128), `smoke` (seconds on a CPU). Layer widths are
 `--config.model.encoder='(128, 30)'`, `--config.model.decoder='(128,)'`.
 
-Measured: README "Autoencoders and image-to-image".
+Measured on the real MNIST (2-core CPU shared with other jobs, load 14-34; README
+"Autoencoders and image-to-image"), test set, last state:
+
+    linear   MSE 0.0557, clustering 0.404, probe 43.8 / 44.3%; PCA(2) MSE 0.0557   115 s training
+    dense    MSE 0.0098, clustering 0.587, probe 88.8 / 89.3%; PCA(50) MSE 0.0115  40 s training
 """
 
 from dljax import config_lib, optim
