@@ -73,6 +73,7 @@ def ssim_terms(a_BHWC: jax.Array, b_BHWC: jax.Array,
                max_val: float = 1.0) -> tuple[jax.Array, jax.Array]:
   """(mean SSIM, mean contrast-structure term cs) of each image pair, [B] each: SSIM is the
   luminance term times cs at each window position."""
+  a_BHWC, b_BHWC = jnp.asarray(a_BHWC), jnp.asarray(b_BHWC)
   size = min(FILTER_SIZE, *a_BHWC.shape[1:3])
   size -= 1 - size % 2  # odd: centred on a pixel
   c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
