@@ -25,6 +25,7 @@ and writes representation.png: the test representations (their first two princip
 where there are more than two) coloured by digit.
 """
 
+import os
 from collections.abc import Callable
 
 import jax
@@ -161,7 +162,7 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
     pca_scores = representation_scores(pca_train_X, train_y, pca_test_X, test_y, knobs.clusters,
                                        config.seed)
     _plot_representation(outputs["representation"], test_y, scores,
-                         f"{workdir}/representation.png")
+                         os.path.join(workdir, "representation.png"))
     return {**scores, "pca_mse": pca_mse(pca_test_X, pca_test),
             "pca_train_mse": pca_mse(pca_train_X, pca_train),
             **{f"pca_{name}": value for name, value in pca_scores.items()}}
