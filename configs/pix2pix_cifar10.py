@@ -32,7 +32,7 @@ def get_config(arg: str | None = None):
       num_epochs=20.0,
       early_stopping=dict(metric="mae", mode="min", patience=0, restore_best=False),
   )
-  generator = unet(arg.width or (4 if arg.smoke else 64))
+  generator = unet(arg.width or 4, levels=2) if arg.smoke else unet(arg.width or 64)
   del generator["name"]
   config.model = dict(name="pix2pix", **generator, discriminator_features=(64, 64, 128),
                       discriminator_dense=1024)

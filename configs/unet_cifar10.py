@@ -26,9 +26,9 @@ from dljax import config_lib, optim
 from dljax.data import data_config
 
 
-def unet(width: int) -> dict:
+def unet(width: int, levels: int = 4) -> dict:
   """`config.model` of the reports' UNet with `width` filters at its first level (64)."""
-  features = tuple(width * 2**level for level in range(4))
+  features = tuple(width * 2**level for level in range(levels))
   return dict(name="unet", features=features, bottleneck=2 * features[-1], dropout=0.5,
               up_kernel=2, channels=3)
 
@@ -48,7 +48,7 @@ def get_config(arg: str | None = None):
   config.optimizer = optim.optimizer_config("adam", learning_rate=1e-3)
   config.data = data_config("cifar10", validation="test")
   if arg.smoke:
-    config.model = unet(arg.width or 4)
+    config.model = unet(arg.width or 4, levels=2)  # fewer layers: compiles in half the time
     config.data.train_limit = 64
     config.data.eval_limit = 32
     config.batch_size = 16
