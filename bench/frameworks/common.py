@@ -62,6 +62,10 @@ class ModelSpec:
   batch_size: int
   tfds_name: str  # the data set dljax's config reads (served by tfds.testing.mock_data)
   dljax_config: str  # relative to the repository root
+  # An image-to-image UNet instead of `layers` (unet_cifar10): its levels' filters, then the
+  # bottleneck's; trained from noisy images (sigma NOISE_SIGMA) to the clean ones on the MSE.
+  unet: tuple[int, ...] = ()
+  dljax_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # on its config
 
 
 MODELS = {
@@ -95,7 +99,22 @@ MODELS = {
         tfds_name="cifar10",
         dljax_config="configs/cifar10_cnn.py",
     ),
+    "unet_cifar10": ModelSpec(
+        name="unet_cifar10",
+        input_shape=(32, 32, 3),
+        layers=(),
+        optimizer=Optimizer("Adam", {"learning_rate": 1e-3, "beta_1": 0.9, "beta_2": 0.999,
+                                     "epsilon": 1e-7}),
+        batch_size=32,
+        tfds_name="cifar10",
+        dljax_config="configs/unet_cifar10.py",
+        unet=(64, 128, 256, 512, 1024),
+        dljax_overrides={"batch_size": 32},
+    ),
 }
+NOISE_SIGMA = 0.1  # the UNet's inputs: images + N(0, sigma^2) noise
+UNET_DROPOUT = 0.5  # after the last level's and the bottleneck's convolutions
+UNET_UP_KERNEL = 2  # the convolution after each 2x upsampling
 
 
 def walk(spec: ModelSpec) -> Iterator[tuple[Layer, tuple[int, ...], tuple[int, ...]]]:
@@ -129,6 +148,8 @@ def walk(spec: ModelSpec) -> Iterator[tuple[Layer, tuple[int, ...], tuple[int, .
 
 def parameter_count(spec: ModelSpec) -> int:
   """Weights plus biases of every conv and dense layer: what each framework must report."""
+  if spec.unet:
+    return unet_parameter_count(spec)
   total = 0
   for layer, (*_, fan_in), (*_, units) in walk(spec):
     if layer.kind == "conv":
@@ -136,6 +157,32 @@ def parameter_count(spec: ModelSpec) -> int:
     elif layer.kind in ("dense", "logits"):
       total += fan_in * units + units
   return total
+
+
+def unet_parameter_count(spec: ModelSpec) -> int:
+  """The UNet's weights and biases: a 3x3 conv per level, the bottleneck's, per level up an
+  UNET_UP_KERNEL conv and a 3x3 conv of the concatenated skip, and the 3x3 output conv."""
+  conv = lambda kernel, fan_in, units: kernel * kernel * fan_in * units + units
+  *features, bottleneck = spec.unet
+  channels = spec.input_shape[-1]
+  total, fan_in = 0, channels
+  for units in features:
+    total, fan_in = total + conv(KERNEL_SIZE, fan_in, units), units
+  total, fan_in = total + conv(KERNEL_SIZE, fan_in, bottleneck), bottleneck
+  for units in reversed(features):
+    total += conv(UNET_UP_KERNEL, fan_in, units) + conv(KERNEL_SIZE, 2 * units, units)
+    fan_in = units
+  return total + conv(KERNEL_SIZE, fan_in, channels)
+
+
+def denoising_data(spec: ModelSpec, num_examples: int, seed: int = 0) -> tuple[np.ndarray,
+                                                                                np.ndarray]:
+  """A UNet's (noisy inputs, clean targets), float32 [N, H, W, C]: random images in [0, 1] and
+  the same plus Gaussian noise (drawn once; dljax draws fresh noise each step)."""
+  rng = np.random.default_rng(seed)
+  clean = rng.integers(0, 256, (num_examples, *spec.input_shape)).astype(np.float32) / 255.0
+  noise = rng.normal(0.0, NOISE_SIGMA, clean.shape)
+  return clean + noise.astype(np.float32), clean
 
 
 def num_classes(spec: ModelSpec) -> int:
@@ -175,7 +222,7 @@ class EpochTimer:
 
 def measurement(epoch_seconds: list[float], examples_per_epoch: int, *, compile_seconds: float,
                 first_epoch_seconds: float, parameters: int, final_loss: float,
-                final_accuracy: float, **extra: Any) -> dict[str, Any]:
+                final_accuracy: float | None, **extra: Any) -> dict[str, Any]:
   """The result every framework reports.
 
   Args:
@@ -186,7 +233,8 @@ def measurement(epoch_seconds: list[float], examples_per_epoch: int, *, compile_
       (dljax) or on the first call (Keras, torch.compile).
     parameters: trainable parameters of the model as the framework built it.
     final_loss: mean train loss of the last epoch (~ln 10 = 2.30 on random labels).
-    final_accuracy: mean train accuracy of the last epoch (~0.1 on random labels).
+    final_accuracy: mean train accuracy of the last epoch (~0.1 on random labels); None for
+      the UNet, which has none.
     **extra: framework-specific facts (versions, settings).
 
   `warmup_seconds` = first epoch - a steady epoch is the start-up cost defined alike for all.

@@ -70,6 +70,7 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, repo: str) -> 
   from dljax import train as dljax_train
 
   config = config_lib.load(os.path.join(repo, spec.dljax_config))
+  config.update(spec.dljax_overrides)
   _check_same_model(config, spec)
   steps_per_epoch = num_examples // spec.batch_size
   config.num_epochs = float(epochs)
@@ -91,7 +92,7 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, repo: str) -> 
       first_epoch_seconds=results["compile_seconds"] + results["train_seconds"] - sum(steady),
       parameters=results["parameters"],
       final_loss=final["loss"],
-      final_accuracy=final["accuracy"],
+      final_accuracy=final.get("accuracy"),
       results_examples_per_second=results["examples_per_second"],
       versions={name: metadata.version(name) for name in ("dljax", "jax", "jaxlib", "flax",
                                                           "optax")},

@@ -34,17 +34,42 @@ _LAYERS = {
 }
 
 
+def _unet(keras, spec: common.ModelSpec):
+  """The UNet of `spec.unet` in the functional API (dljax/models/unet.py, layer for layer)."""
+  conv = lambda units, kernel=common.KERNEL_SIZE: keras.layers.Conv2D(
+      units, kernel, padding="same", activation="relu", kernel_initializer="he_normal")
+  *features, bottleneck = spec.unet
+  inputs = x = keras.Input(spec.input_shape)
+  skips = []
+  for level, units in enumerate(features):
+    x = conv(units)(x)
+    if level == len(features) - 1:
+      x = keras.layers.Dropout(common.UNET_DROPOUT)(x)
+    skips.append(x)
+    x = keras.layers.MaxPooling2D(common.POOL_SIZE)(x)
+  x = keras.layers.Dropout(common.UNET_DROPOUT)(conv(bottleneck)(x))
+  for units, skip in zip(reversed(features), reversed(skips), strict=True):
+    x = conv(units, common.UNET_UP_KERNEL)(keras.layers.UpSampling2D(2)(x))
+    x = conv(units)(keras.layers.Concatenate()([skip, x]))
+  outputs = keras.layers.Conv2D(spec.input_shape[-1], common.KERNEL_SIZE, padding="same")(x)
+  return keras.Model(inputs, outputs, name=spec.name)
+
+
 def build(spec: common.ModelSpec):
   """The spec's model, compiled with its optimiser and loss: ready for `fit`."""
   import keras
 
+  optimizer = getattr(keras.optimizers, spec.optimizer.name)(**spec.optimizer.args)
+  if spec.unet:
+    model = _unet(keras, spec)
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
   model = keras.Sequential([keras.Input(spec.input_shape),
                             *(_LAYERS[layer.kind](keras, layer) for layer in spec.layers)],
                            name=spec.name)
-  model.compile(
-      optimizer=getattr(keras.optimizers, spec.optimizer.name)(**spec.optimizer.args),
-      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-      metrics=["accuracy"])
+  model.compile(optimizer=optimizer,
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"])
   return model
 
 
@@ -72,11 +97,15 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int) -> dict[str, A
         self.batch_starts.append(time.perf_counter())
 
   keras.utils.set_random_seed(0)
-  images, labels = common.random_data(spec, num_examples)
+  if spec.unet:
+    inputs, targets = common.denoising_data(spec, num_examples)
+  else:
+    images, targets = common.random_data(spec, num_examples)
+    inputs = images.astype("float32") / 255.0
   model = build(spec)
   timer = Timer()
-  history = model.fit(images.astype("float32") / 255.0, labels, batch_size=spec.batch_size,
-                      epochs=epochs, shuffle=True, verbose=0, callbacks=[timer])
+  history = model.fit(inputs, targets, batch_size=spec.batch_size, epochs=epochs, shuffle=True,
+                      verbose=0, callbacks=[timer])
   first, *steady = timer.epoch_timer.epoch_seconds
   device = jax.devices()[0]
   return common.measurement(
@@ -85,7 +114,7 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int) -> dict[str, A
       first_epoch_seconds=first,
       parameters=model.count_params(),
       final_loss=float(history.history["loss"][-1]),
-      final_accuracy=float(history.history["accuracy"][-1]),
+      final_accuracy=float(history.history["accuracy"][-1]) if not spec.unet else None,
       versions={"keras": keras.__version__, "backend": keras.backend.backend(),
                 "jax": metadata.version("jax"), "jaxlib": metadata.version("jaxlib")},
       devices=f"{jax.device_count()} x {device.platform} ({device.device_kind})",

@@ -61,18 +61,65 @@ _OPTIMIZERS = {
 }
 
 
+def _unet(torch, nn, spec: common.ModelSpec):
+  """The UNet of `spec.unet` (dljax/models/unet.py, layer for layer; NCHW), He-normal kernels."""
+  *features, bottleneck = spec.unet
+  channels = spec.input_shape[-1]
+  conv = lambda fan_in, units, kernel=common.KERNEL_SIZE: nn.Conv2d(fan_in, units, kernel,
+                                                                    padding="same")
+
+  class UNet(nn.Module):
+    def __init__(self):
+      super().__init__()
+      fans = [channels, *features]
+      self.down = nn.ModuleList(conv(fan_in, units)
+                                for fan_in, units in zip(fans[:-1], features, strict=True))
+      self.bottleneck = conv(features[-1], bottleneck)
+      ups = [bottleneck, *reversed(features)]
+      self.up = nn.ModuleList(conv(fan_in, units, common.UNET_UP_KERNEL)
+                              for fan_in, units in zip(ups[:-1], reversed(features), strict=True))
+      self.merge = nn.ModuleList(conv(2 * units, units) for units in reversed(features))
+      self.out = conv(features[0], channels)
+      self.dropout = nn.Dropout(common.UNET_DROPOUT)
+
+    def forward(self, x):
+      skips = []
+      for level, down in enumerate(self.down):
+        x = torch.relu(down(x))
+        if level == len(self.down) - 1:
+          x = self.dropout(x)
+        skips.append(x)
+        x = nn.functional.max_pool2d(x, common.POOL_SIZE)
+      x = self.dropout(torch.relu(self.bottleneck(x)))
+      for up, merge, skip in zip(self.up, self.merge, reversed(skips), strict=True):
+        x = torch.relu(up(nn.functional.interpolate(x, scale_factor=2, mode="nearest")))
+        x = torch.relu(merge(torch.cat([skip, x], dim=1)))
+      return self.out(x)
+
+  model = UNet()
+  for module in model.modules():
+    if isinstance(module, nn.Conv2d):  # Keras' he_normal, and glorot_uniform for the output
+      init = nn.init.xavier_uniform_ if module is model.out else nn.init.kaiming_normal_
+      init(module.weight)
+      nn.init.zeros_(module.bias)
+  return model
+
+
 def build(spec: common.ModelSpec, device: str = "cpu"):
   """The spec's model with Keras' initialisation on `device` (a torch device name), and its
   optimiser: (model, optimizer)."""
   import torch
   from torch import nn
 
-  model = nn.Sequential(*(module for layer, in_shape, _ in common.walk(spec)
-                          for module in _layer(nn, layer, in_shape)))
-  for module in model.modules():
-    if isinstance(module, nn.Conv2d | nn.Linear):
-      nn.init.xavier_uniform_(module.weight)
-      nn.init.zeros_(module.bias)
+  if spec.unet:
+    model = _unet(torch, nn, spec)
+  else:
+    model = nn.Sequential(*(module for layer, in_shape, _ in common.walk(spec)
+                            for module in _layer(nn, layer, in_shape)))
+    for module in model.modules():
+      if isinstance(module, nn.Conv2d | nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
   model = model.to(device)
   optimizer = _OPTIMIZERS[spec.optimizer.name](torch, model.parameters(), spec.optimizer.args)
   return model, optimizer
@@ -90,11 +137,16 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model:
   torch.set_num_threads(threads or os.cpu_count())
   flushing = flush_denormal and torch.set_flush_denormal(True)  # False where unsupported
   torch.manual_seed(0)
-  images, labels = common.random_data(spec, num_examples)
   torch_device = {"cpu": "cpu", "gpu": "cuda"}[device]
-  x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0).contiguous()
-  x = x.to(torch_device)
-  y = torch.from_numpy(labels).to(torch_device)
+  nchw = lambda images: torch.from_numpy(images).permute(0, 3, 1, 2).float().contiguous()
+  if spec.unet:
+    inputs, targets = common.denoising_data(spec, num_examples)
+    x, y = nchw(inputs).to(torch_device), nchw(targets).to(torch_device)
+  else:
+    images, labels = common.random_data(spec, num_examples)
+    x = nchw(images).div(255.0).to(torch_device)
+    y = torch.from_numpy(labels).to(torch_device)
+  loss_fn = F.mse_loss if spec.unet else F.cross_entropy
   model, optimizer = build(spec, torch_device)
   parameters = sum(p.numel() for p in model.parameters())
   step_model = torch.compile(model) if compile_model else model
@@ -114,17 +166,18 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model:
       inputs, targets = x[index], y[index]
       optimizer.zero_grad(set_to_none=True)
       logits = step_model(inputs)
-      loss = F.cross_entropy(logits, targets)
+      loss = loss_fn(logits, targets)
       loss.backward()
       optimizer.step()
       loss_sum += loss.detach()
-      correct += (logits.detach().argmax(1) == targets).sum()
+      if not spec.unet:
+        correct += (logits.detach().argmax(1) == targets).sum()
       if compile_seconds is None:
         if torch_device == "cuda":
           torch.cuda.synchronize()
         compile_seconds = time.perf_counter() - timer.start_time
     epoch_loss = loss_sum.item() / steps_per_epoch  # what a user prints after each epoch
-    epoch_accuracy = correct.item() / (steps_per_epoch * batch)
+    epoch_accuracy = None if spec.unet else correct.item() / (steps_per_epoch * batch)
     timer.stop()
   first, *steady = timer.epoch_seconds
   return common.measurement(

@@ -9,7 +9,18 @@ import ml_collections
 from flax import linen as nn
 
 from dljax.errors import ConfigError
-from dljax.models import cnn, dcgan, efficientnet, lstm, mlp, text_classifiers, vae, vgg
+from dljax.models import (
+  autoencoder,
+  cnn,
+  dcgan,
+  efficientnet,
+  lstm,
+  mlp,
+  text_classifiers,
+  unet,
+  vae,
+  vgg,
+)
 from dljax.registry import lookup
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -24,6 +35,10 @@ MODELS: dict[str, type[nn.Module]] = {
     "lstm_regressor": lstm.SequenceRegressor,
     "bag_of_embeddings": text_classifiers.BagOfEmbeddings,
     "lstm_classifier": text_classifiers.LSTMClassifier,
+    "autoencoder_dense": autoencoder.DenseAE,
+    "autoencoder_conv": autoencoder.ConvAE,
+    "unet": unet.UNet,
+    "pix2pix": unet.Pix2Pix,
 }
 
 

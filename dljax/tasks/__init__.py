@@ -7,11 +7,24 @@ import ml_collections
 
 from dljax.data import Splits
 from dljax.registry import lookup
-from dljax.tasks import classification, clock, dqn, gan, language_model, sentiment, time_series, vae
+from dljax.tasks import (
+  autoencoder,
+  classification,
+  clock,
+  dqn,
+  gan,
+  image_to_image,
+  language_model,
+  pix2pix,
+  sentiment,
+  time_series,
+  vae,
+)
 from dljax.tasks.task import Task
 
 # name -> the task's module (`build`, `validate`).
 TASKS: dict[str, types.ModuleType] = {
+    "autoencoder": autoencoder,
     "classification": classification,
     "clock": clock,
     "dqn": dqn,
@@ -19,6 +32,8 @@ TASKS: dict[str, types.ModuleType] = {
     "language_model": language_model,
     "sentiment": sentiment,
     "time_series": time_series,
+    "image_to_image": image_to_image,
+    "pix2pix": pix2pix,
     "vae": vae,
 }
 

@@ -25,9 +25,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from flax import struct
 
-from dljax import models, optim
+from dljax import models
 from dljax.data import Splits
 from dljax.errors import ConfigError
 from dljax.tasks import generative, supervised
@@ -47,17 +46,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.gan.grid={config.gan.grid!r}: must be >= 1")
   if not hasattr(models.build(config.model), "generate"):
     raise ConfigError(f"config.model.name={config.model.name!r}: not a GAN; allowed: dcgan")
-  optimizers = config.get("optimizers", {})
-  if set(optimizers) != set(NETWORKS):
-    raise ConfigError(f"config.optimizers: needs one optimiser per network, {', '.join(NETWORKS)};"
-                      f" has {', '.join(sorted(optimizers)) or 'none'}")
-
-
-@struct.dataclass
-class State:
-  params: dict  # {"generator": ..., "discriminator": ...}
-  opt_state: dict  # the same keys: each network's optimiser state
-
+  generative.check_optimizers(config, NETWORKS)
 
 def bce(logits_B: jax.Array, label: float) -> jax.Array:
   return optax.sigmoid_binary_cross_entropy(logits_B, jnp.full_like(logits_B, label))
@@ -66,8 +55,7 @@ def bce(logits_B: jax.Array, label: float) -> jax.Array:
 def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> Task:
   """The Task of the GAN `config.model`, each network trained by its `config.optimizers.NAME`."""
   model = models.build(config.model)
-  optimizers = {name: optim.make_optimizer(config.optimizers[name], total_steps,
-                                           f"optimizers.{name}") for name in NETWORKS}
+  optimizers = generative.network_optimizers(config, NETWORKS, total_steps)
   to_unit = supervised.preprocessor(config.data, data)
   preprocess = lambda images: to_unit(images) * 2.0 - 1.0
   grid = config.gan.grid
@@ -86,16 +74,10 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
 
   def init(rng, batch):
     del batch  # the noise fixes every shape
-    params = model.init(rng, noise(rng, 1))["params"]
-    return State(params=params, opt_state={name: optimizers[name].init(params[name])
-                                           for name in NETWORKS})
+    return generative.init_networks(model.init(rng, noise(rng, 1))["params"], optimizers)
 
   def update(state, name, grads):
-    """`state` after one step of network `name`'s optimiser."""
-    updates, opt_state = optimizers[name].update(
-        grads, state.opt_state[name], state.params[name])
-    return State(params={**state.params, name: optax.apply_updates(state.params[name], updates)},
-                 opt_state={**state.opt_state, name: opt_state})
+    return generative.update_network(optimizers, state, name, grads)
 
   def train_step(state, batch, rng):
     real = preprocess(batch["image"])

@@ -96,12 +96,14 @@ def _images_are_inputs(rng, images_BHWC, batch):
 
 def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, loss: LossFn,
           metrics: MetricsFn, predictions: MetricsFn | None = None,
-          inputs_and_targets: InputsAndTargetsFn = _images_are_inputs, **task_fields) -> Task:
+          inputs_and_targets: InputsAndTargetsFn = _images_are_inputs,
+          train_metrics: MetricsFn | None = None, **task_fields) -> Task:
   """The Task of `config.model` trained on `loss`; `task_fields` (analyze, describe, ...) join it.
 
-  Train steps report the mean loss and the means of `metrics`; eval steps report them per
-  example. `predict` gives `predictions(outputs_BK, batch)`, per-example outputs made from the
-  inputs alone (no labels), e.g. class probabilities or a decoded time.
+  Train steps report the mean loss and the means of `train_metrics` (default: `metrics`; a task
+  whose metrics cost much, e.g. SSIM, logs cheaper ones while training); eval steps report the
+  loss and `metrics` per example. `predict` gives `predictions(outputs_BK, batch)`, per-example
+  outputs made from the inputs alone (no labels), e.g. class probabilities or a decoded time.
   """
   model = models.build(config.model)
   tx = optim.make_optimizer(config.optimizer, total_steps)
@@ -112,7 +114,9 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, 
                            else contextlib.nullcontext())
 
   def init(rng, batch):
-    variables = model.init(rng, preprocess(batch["image"]), train=False)
+    # The network is made for the inputs `inputs_and_targets` gives it (grey ones, resized ones).
+    inputs, _ = inputs_and_targets(jax.random.fold_in(rng, 2), preprocess(batch["image"]), batch)
+    variables = model.init(rng, inputs, train=False)
     params = variables["params"]
     return State(params=params, batch_stats=variables.get("batch_stats", {}),
                  opt_state=tx.init(params))
@@ -136,7 +140,8 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int, *, 
     param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
     state = State(params=optax.apply_updates(state.params, param_updates),
                   batch_stats=updates.get("batch_stats", state.batch_stats), opt_state=opt_state)
-    means = {name: value_B.mean() for name, value_B in metrics(outputs_BK, batch).items()}
+    means = {name: value_B.mean()
+             for name, value_B in (train_metrics or metrics)(outputs_BK, batch).items()}
     return state, {"loss": loss_value, **means}
 
   def apply(state, batch, rng):

@@ -163,8 +163,8 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
     artefacts.image("samples", generative.image_grid(samples, knobs.grid))
     if reconstructions is not None:
       columns = min(knobs.grid, len(test_images))
-      artefacts.image("reconstructions", generative.image_grid(
-          _above(preprocess(test_images), reconstructions, columns), columns))
+      rows = generative.interleaved_rows([preprocess(test_images), reconstructions], columns)
+      artefacts.image("reconstructions", generative.image_grid(rows, columns))
     return {}
 
   return Task(init=init, train_step=train_step, eval_step=eval_step, predict=predict,
@@ -176,10 +176,3 @@ def describe(outputs: dict[str, np.ndarray]) -> list[dict[str, float]]:
   return [{f"z{index}": float(value) for index, value in enumerate(code_L)}
           for code_L in outputs["code"]]
 
-
-def _above(originals_NHWC: jax.Array, reconstructions_NHWC: jax.Array,
-           columns: int) -> jax.Array:
-  """Each row of `columns` originals followed by the row of their reconstructions."""
-  rows = lambda images_NHWC: images_NHWC.reshape(-1, columns, *images_NHWC.shape[1:])
-  pairs = jnp.stack([rows(originals_NHWC), rows(reconstructions_NHWC)], axis=1)
-  return pairs.reshape(-1, *originals_NHWC.shape[1:])
