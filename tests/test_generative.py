@@ -1,5 +1,6 @@
-"""The generative tasks: the VAE's KL and reparameterisation, the GAN's two updates, smoke runs of
-both through the trainer with their sample PNGs, and one-line errors for their knobs."""
+"""The generative tasks: the VAE's KL and reparameterisation, the GAN's two updates, the Inception
+Score and the Frechet distance, smoke runs of both through the trainer with their sample PNGs and
+a classifier rating their samples, and one-line errors for their knobs."""
 
 import glob
 import os
@@ -11,11 +12,12 @@ import pytest
 import tensorflow_datasets as tfds
 
 import configs.gan_mnist
+import configs.mnist_course_cnn
 import configs.vae_mnist
 import dljax
 from dljax import config_lib, data, train, writers
 from dljax.errors import ConfigError
-from dljax.tasks import gan, vae
+from dljax.tasks import gan, sample_quality, vae
 
 
 def test_kl_of_a_standard_normal_posterior_is_zero():
@@ -48,6 +50,27 @@ def test_reparameterisation_is_differentiable_and_drawn_from_the_rng():
   same = vae.reparameterize(key, mu_BL, logvar_BL)
   np.testing.assert_array_equal(same, vae.reparameterize(key, mu_BL, logvar_BL))
   assert not np.allclose(same, vae.reparameterize(jax.random.key(2), mu_BL, logvar_BL))
+
+
+def test_inception_score_is_one_for_uniform_and_ten_for_sure_balanced_classes():
+  assert sample_quality.inception_score(np.full((30, 10), 0.1)) == pytest.approx(1.0)
+  assert sample_quality.inception_score(np.tile(np.eye(10), (3, 1))) == pytest.approx(10.0)
+  # Sure but all the same class: no variety, 1 again.
+  assert sample_quality.inception_score(np.tile(np.eye(10)[:1], (30, 1))) == pytest.approx(1.0)
+
+
+def test_frechet_distance_is_zero_for_the_same_set_and_measures_means_and_covariances():
+  features_ND = np.random.default_rng(0).normal(size=(500, 6)) @ np.diag([1, 2, 3, 1, 1, 5])
+  features_ND -= features_ND.mean(axis=0)  # so that 2 x features keeps the mean
+  assert abs(sample_quality.frechet_distance(features_ND, features_ND)) < 1e-9
+  # Fewer samples than features (singular covariances): still exact.
+  assert abs(sample_quality.frechet_distance(features_ND[:4], features_ND[:4])) < 1e-6
+  shift_D = np.arange(6.0)
+  assert sample_quality.frechet_distance(features_ND + shift_D, features_ND) == pytest.approx(
+      shift_D @ shift_D)
+  # Covariance 4 S against S: Tr(S + 4 S - 2 (4 S S)^(1/2)) = Tr(S).
+  assert sample_quality.frechet_distance(2 * features_ND, features_ND) == pytest.approx(
+      np.trace(np.cov(features_ND, rowvar=False)))
 
 
 def _tiny_splits() -> data.Splits:
@@ -105,15 +128,47 @@ def test_a_vae_trains_and_draws_samples_and_reconstructions_each_evaluation(arg,
       f"z{index}" for index in range(run.config.model.latent)]
 
 
-def test_a_gan_trains_logs_both_losses_and_draws_samples_each_evaluation(tmp_path):
+@pytest.fixture(scope="module")
+def classifier_workdir(tmp_path_factory) -> str:
+  """The course's MNIST classifier, smoke-trained on mock data."""
+  workdir = str(tmp_path_factory.mktemp("classifier"))
   with tfds.testing.mock_data(num_examples=300):
-    results = train.run(configs.gan_mnist.get_config("smoke"), str(tmp_path))
+    train.run(configs.mnist_course_cnn.get_config("smoke"), workdir)
+  return workdir
+
+
+RATINGS = {"inception_score", "fid", "real_inception_score", "real_fid"}
+
+
+def test_a_gan_trains_logs_both_losses_draws_samples_and_rates_them_each_evaluation(
+    classifier_workdir, tmp_path):
+  config = configs.gan_mnist.get_config("smoke")
+  config.gan.classifier_workdir = classifier_workdir
+  config.gan.quality_samples = 40
+  with tfds.testing.mock_data(num_examples=300):
+    results = train.run(config, str(tmp_path))
   logged = {key for record in writers.read_metrics(str(tmp_path)) if record["split"] == "train"
             for key in record}
   assert {"d_loss", "g_loss", "d_real_accuracy", "d_fake_accuracy"} <= logged
-  assert set(results["test"]) == {"d_loss", "g_loss", "d_real_accuracy", "d_fake_accuracy"}
+  assert set(results["test"]) == {"d_loss", "g_loss", "d_real_accuracy", "d_fake_accuracy",
+                                  *RATINGS}
+  assert 1.0 <= results["test"]["inception_score"] <= 10.0
+  assert 1.0 <= results["test"]["real_inception_score"] <= 10.0
+  # mock_data's train and test images are alike: a real FID near 0.
+  assert results["test"]["fid"] > 0 and results["test"]["real_fid"] > -1e-6
+  validations = [record for record in writers.read_metrics(str(tmp_path))
+                 if record["split"] == "validation"]
+  assert len(validations) == 2 and all(set(record) >= RATINGS for record in validations)
   assert _sample_pngs(str(tmp_path), "samples") == ["step_00000004.png", "step_00000008.png",
                                                     "test.png"]
+
+
+def test_a_rating_classifier_must_be_a_trained_classification_run(tmp_path):
+  config = configs.gan_mnist.get_config("smoke")
+  config.gan.classifier_workdir = str(tmp_path)
+  evaluate = sample_quality.evaluator(config.gan, "gan", _tiny_splits(), None)
+  with pytest.raises(ConfigError, match=r"^config.gan.classifier_workdir=.*holds no trained run"):
+    evaluate(None, jax.random.key(0), None)
 
 
 @pytest.mark.parametrize("config_module, key, value, message", [
@@ -123,6 +178,7 @@ def test_a_gan_trains_logs_both_losses_and_draws_samples_each_evaluation(tmp_pat
     (configs.vae_mnist, "vae.beta", -1.0, "config.vae.beta=-1.0: must be >= 0"),
     (configs.vae_mnist, "data.normalize", "per_pixel", "config.data.normalize='per_pixel'"),
     (configs.gan_mnist, "model.latent", -1, "config.model.latent=-1: sizes must be ints > 0"),
+    (configs.gan_mnist, "gan.quality_samples", 1, "config.gan.quality_samples=1: must be >= 2"),
 ])
 def test_bad_knobs_are_one_line_config_errors(config_module, key, value, message):
   config = config_module.get_config("smoke")

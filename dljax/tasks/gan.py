@@ -30,19 +30,23 @@ from flax import struct
 from dljax import models, optim
 from dljax.data import Splits
 from dljax.errors import ConfigError
-from dljax.tasks import generative, supervised
+from dljax.tasks import generative, sample_quality, supervised
 from dljax.tasks.task import Task
 
 NETWORKS = ("discriminator", "generator")  # in the order each step updates them
 
 
 def task_config() -> ml_collections.ConfigDict:
-  """`config.gan`: the evaluator's grid."""
-  return ml_collections.ConfigDict(dict(grid=10))  # grid x grid samples of the fixed noise
+  """`config.gan`: the evaluators' grid and the classifier that rates samples."""
+  return ml_collections.ConfigDict(dict(
+      grid=10,  # grid x grid samples of the fixed noise
+      **sample_quality.task_config_keys(),
+  ))
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   generative.check_pixels(config)
+  sample_quality.validate(config.gan, "gan")
   if config.gan.grid < 1:
     raise ConfigError(f"config.gan.grid={config.gan.grid!r}: must be >= 1")
   if not hasattr(models.build(config.model), "generate"):
@@ -51,6 +55,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if set(optimizers) != set(NETWORKS):
     raise ConfigError(f"config.optimizers: needs one optimiser per network, {', '.join(NETWORKS)};"
                       f" has {', '.join(sorted(optimizers)) or 'none'}")
+
+
+def latent_space(config: ml_collections.ConfigDict) -> generative.LatentSpace:
+  """G's noise, decoded to G's images mapped from [-1, 1] to [0, 1]."""
+  model = models.build(config.model)
+  return generative.LatentSpace(latent=model.latent, decode=lambda params, z_NL: (
+      model.apply({"params": params}, z_NL, method="generate") + 1.0) / 2.0)
 
 
 @struct.dataclass
@@ -133,12 +144,12 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
             "d_real_accuracy": as_float(real_logits_B > 0),
             "d_fake_accuracy": as_float(fake_logits_B <= 0)}
 
-  @jax.jit
-  def drawn(params, rng):
-    return (generate(params, noise(rng, grid * grid)) + 1.0) / 2.0
+  sample = generative.sampler(latent_space(config))
 
   def draw(state, rng, artefacts):
-    artefacts.image("samples", generative.image_grid(drawn(state.params, rng), grid))
+    artefacts.image("samples", generative.image_grid(sample(state.params, rng, grid * grid), grid))
     return {}
 
-  return Task(init=init, train_step=train_step, eval_step=eval_step, evaluators=(draw,))
+  rate = sample_quality.evaluator(config.gan, "gan", data, sample)
+  return Task(init=init, train_step=train_step, eval_step=eval_step,
+              evaluators=(draw, rate) if rate else (draw,))

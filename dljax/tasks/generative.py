@@ -1,10 +1,31 @@
-"""What the generative tasks (vae, gan) share: their data checks and their image grids."""
+"""What the generative tasks (vae, gan) share: their data checks, their image grids and the view
+of their latent space that sampling, interpolation and traversal (dljax.generate) use."""
 
+import dataclasses
+from collections.abc import Callable
+
+import jax
 import ml_collections
 import numpy as np
 
 from dljax import data
 from dljax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentSpace:
+  """A trained generative model seen from its codes: `decode(params, z_NL)` -> images in [0, 1]
+  (jittable), `latent` = L, and for a model with an encoder, `encode(params, uint8 images)` ->
+  their codes (jittable); None for a GAN, whose codes are only drawn."""
+  latent: int
+  decode: Callable[[dict, jax.Array], jax.Array]
+  encode: Callable[[dict, jax.Array], jax.Array] | None = None
+
+
+def sampler(space: LatentSpace) -> Callable[[dict, jax.Array, int], jax.Array]:
+  """(params, rng, count) -> `count` images decoded from z ~ N(0, I) drawn from `rng`; jitted."""
+  return jax.jit(lambda params, rng, count: space.decode(
+      params, jax.random.normal(rng, (count, space.latent))), static_argnums=2)
 
 
 def check_pixels(config: ml_collections.ConfigDict) -> None:
