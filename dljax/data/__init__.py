@@ -16,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dljax.data import clocks, tfds_io
+from dljax.data import clocks, image_folder, tfds_io
 from dljax.errors import ConfigError, DataError
 from dljax.registry import lookup
 
@@ -33,6 +33,7 @@ DATASETS = {
     "fashion_mnist": functools.partial(_tfds_loader, "fashion_mnist"),
     "cifar10": functools.partial(_tfds_loader, "cifar10"),
     "clocks": clocks.load,
+    "image_folder": image_folder.load,
 }
 
 VALIDATION_MODES = ("test", "first", "last", "random", "none")
