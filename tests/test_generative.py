@@ -246,6 +246,8 @@ def test_a_rating_classifier_must_be_a_trained_classification_run(tmp_path):
     (configs.vae_mnist, "data.normalize", "per_pixel", "config.data.normalize='per_pixel'"),
     (configs.gan_mnist, "model.latent", -1, "config.model.latent=-1: sizes must be ints > 0"),
     (configs.gan_mnist, "gan.quality_samples", 1, "config.gan.quality_samples=1: must be >= 2"),
+    (configs.vae_mnist, "vae.classifier_workdir", "/nonexistent",
+     "config.vae.classifier_workdir='/nonexistent': holds no run; train a classifier there"),
 ])
 def test_bad_knobs_are_one_line_config_errors(config_module, key, value, message):
   config = config_module.get_config("smoke")

@@ -18,7 +18,10 @@ Train steps log `d_loss`, `g_loss` and D's accuracy on the real images (`d_real_
 share it calls real) and on the fakes (`d_fake_accuracy`, the share it calls fake); evaluation
 reports the same per real image (its fake drawn from the eval step's RNG, dropout off). Each
 evaluation draws `samples`: G's images of the same fixed noise, a grid x grid PNG (samples/,
-TensorBoard), so training can be watched.
+TensorBoard), so training can be watched; where `config.gan.classifier_workdir` names a trained
+classifier, a second one rates 10,000 samples of fixed noise: the Inception Score and an MNIST
+FID (sample_quality.py). `python -m dljax.generate` draws samples, interpolations and traversals
+of G's noise (`latent_space`).
 """
 
 import jax

@@ -25,6 +25,7 @@ fixed noise at every evaluation, and also real images as the ceiling: `real_ince
 """
 
 import functools
+import os
 from collections.abc import Callable
 
 import jax
@@ -54,8 +55,14 @@ def task_config_keys() -> dict:
 
 
 def validate(section: ml_collections.ConfigDict, name: str) -> None:
+  """One-line ConfigErrors, before training, for a rating that could only fail at the first
+  evaluation: too few samples, a classifier workdir that holds no run."""
   require(section.quality_samples >= 2, f"{name}.quality_samples", section.quality_samples,
           "must be >= 2 (a covariance needs two samples)")
+  workdir = section.classifier_workdir
+  require(not workdir or os.path.isfile(os.path.join(workdir, "config.json")),
+          f"{name}.classifier_workdir", workdir, "holds no run; train a classifier there first, "
+          "e.g. configs/mnist_course_cnn.py")
 
 
 def inception_score(p_NK: np.ndarray) -> float:

@@ -17,8 +17,11 @@ reports' test reconstruction errors), with z drawn from q(z|x) by the eval step'
 the reports' Keras `vae.predict` did. Each evaluation draws two PNGs (samples/, TensorBoard):
 `samples`, the decoded fixed noise z ~ N(0, I) (a grid x grid grid, comparable across
 evaluations), and `reconstructions`, the first test images in odd rows above their
-reconstructions in even rows. `predict` gives each image's code, the mean of q(z|x) (`dljax.load`,
-`python -m dljax.predict`).
+reconstructions in even rows. Where `config.vae.classifier_workdir` names a trained classifier,
+a second evaluator rates 10,000 decoded samples of fixed noise: the Inception Score and an MNIST
+FID (sample_quality.py). `predict` gives each image's code, the mean of q(z|x) (`dljax.load`,
+`python -m dljax.predict`); `python -m dljax.generate` draws samples, interpolations and
+traversals of the latent space (`latent_space`).
 """
 
 from collections.abc import Callable
