@@ -22,9 +22,11 @@ def get_config(arg: str | None = None):
       num_epochs=4.0,
       early_stopping=dict(metric="accuracy", mode="max", patience=0, restore_best=False),
   )
-  config.model = dict(name="cnn", conv_features=(32, 64, 128), kernel_sizes=(3, 3, 3),
+  config.model = dict(name="cnn", conv_features=(32, 64, 128), kernel_sizes=(3, 3, 3), strides=1,
                       padding="SAME", batch_norm_after=(0, 1, 2), pool_after=(0, 1),
-                      dropout_after=(), global_pool=True, hidden=(), num_classes=10)
+                      dropout_after=(), conv_dropout=0.0, global_pool=True, hidden=(),
+                      dropout=0.0, activation="relu", kernel_init="glorot_uniform",
+                      bias_init="zeros", num_classes=10)
   config.data = data_config("mnist", validation="test")
   # BatchNorm's running statistics lag the weights while Adam moves them at 1e-3 (test accuracy
   # swung 73-95% over the first epochs); a tenth of the rate for the last 0.8 epoch settles both.
