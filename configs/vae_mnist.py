@@ -14,6 +14,10 @@ with KL: test MSE 0.0117 (IS 7.23), without (beta=0): MSE 0.0109 (IS 5.52).
     python -m dljax.main --config=configs/vae_mnist.py:conv --workdir=runs/vae_conv
     python -m dljax.main --config=configs/vae_mnist.py:conv,beta=0 --workdir=runs/vae_conv_nokl
 
+With a trained course classifier (configs/mnist_course_cnn.py), each evaluation also rates
+10,000 samples: Inception Score and MNIST FID (`--config.vae.classifier_workdir=DIR`).
+Latent space as PNGs: `python -m dljax.generate --workdir=runs/vae_latent2`.
+
 Arguments: `latent=N` (0: the variant's, 2 dense and 10 conv), `extra_layer`, `conv`, `beta=B`
 (the KL weight; 0 = KL off), `reconstruction=bce|mse`, `smoke` (seconds on a CPU).
 
