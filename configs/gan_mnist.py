@@ -18,8 +18,9 @@ runs/gan_mnist/samples/samples/step_*.png, and with a trained course classifier
 Measured on the real MNIST, 5 of the 10 epochs (`--config.num_epochs=5`; 2-core CPU shared with
 other jobs, 1,301 s of training, 7.2 steps/s): mostly recognisable digits from epoch 2 on and
 every class at the end (samples/samples/); at the end D called 88.0% of the test digits real
-and 55.3% of the fakes fake (d_loss 0.596, g_loss 0.727), no collapse. Inception Score: not
-measured yet.
+and 55.3% of the fakes fake (d_loss 0.596, g_loss 0.727), no collapse. Rated by
+configs/mnist_course_cnn.py (real test images: IS 9.27), after only 600 steps (0.32 epoch, all
+the shared CPU allowed): IS 3.12, MNIST FID 13.83.
 """
 
 from dljax import config_lib, optim

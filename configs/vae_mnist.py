@@ -30,6 +30,8 @@ and MAE per pixel of [0, 1] images, loss = BCE + KL nats per image; README "Gene
     conv, latent 10 (10 epochs)  test loss 101.43, MSE 0.0140, MAE 0.0419   1,559 s
 
 The reports' MAEs (0.33-0.14) are on another scale: an all-black image scores 0.1325 here.
+Rated by configs/mnist_course_cnn.py (real test images: IS 9.27): latent 2, IS 2.19, MNIST FID
+24.77 (the report: IS 4.59; this classifier reads the blurry means mostly as 8 and 6).
 """
 
 from dljax import config_lib, optim
