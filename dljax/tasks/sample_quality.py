@@ -100,7 +100,7 @@ def rater(workdir: str, key: str) -> Callable[[jax.Array], tuple[jax.Array, jax.
   except ConfigError as error:
     raise ConfigError(f"config.{key}={workdir!r}: {error}") from None
   require(run.config.task == "classification", key, workdir, f"a {run.config.task!r} run; name "
-          "a classification run, e.g. one of configs/mnist_course_cnn.py")
+          "a classification run, e.g. of configs/mnist_course_cnn.py")
   rng = jax.random.key(0)  # unused: a classifier's predictions draw nothing
 
   @jax.jit
