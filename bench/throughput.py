@@ -48,7 +48,7 @@ RESULT_PREFIX = "BENCH_RESULT "
 PACKAGES = ("dljax", "jax", "jaxlib", "flax", "optax", "keras", "torch", "numpy")
 
 
-def train(framework: str, spec: common.ModelSpec, num_examples: int, epochs: int,
+def train(framework: str, spec: common.ModelSpec | common.GanSpec, num_examples: int, epochs: int,
           torch_threads: int, device: str) -> dict[str, Any]:
   """Trains one pair in this process (the subprocess side) and returns its measurement."""
   if framework == "dljax":
@@ -156,7 +156,8 @@ def compare(results: dict[str, dict[str, Any]]) -> dict[str, float]:
   return ratios
 
 
-def check_parameters(spec: common.ModelSpec, results: dict[str, dict[str, Any]]) -> list[str]:
+def check_parameters(spec: common.ModelSpec | common.GanSpec,
+                     results: dict[str, dict[str, Any]]) -> list[str]:
   """Every framework's parameter count must equal the spec's: the same network everywhere."""
   expected = common.parameter_count(spec)
   return [f"{spec.name}/{name}: {r['parameters']} parameters, expected {expected}"

@@ -10,14 +10,17 @@ Reports: Inception Score 7.54 (2020) and 8.29 (2021) with latent 10, 2.66 with l
     python -m dljax.main --config=configs/gan_mnist.py:latent=1 --workdir=runs/gan_mnist_latent1
 
 Each evaluation (every epoch) draws the same 100 noise vectors into
-runs/gan_mnist/samples/samples/step_*.png. No validation metric ranks GAN states (an Inception
-Score would), so the last state is tested.
+runs/gan_mnist/samples/samples/step_*.png, and with a trained course classifier
+(`--config.gan.classifier_workdir=runs/mnist_course_cnn`, configs/mnist_course_cnn.py) rates
+10,000 samples: Inception Score and MNIST FID. The last state is tested. Latent space as PNGs:
+`python -m dljax.generate --workdir=runs/gan_mnist`.
 
 Measured on the real MNIST, 5 of the 10 epochs (`--config.num_epochs=5`; 2-core CPU shared with
 other jobs, 1,301 s of training, 7.2 steps/s): mostly recognisable digits from epoch 2 on and
 every class at the end (samples/samples/); at the end D called 88.0% of the test digits real
-and 55.3% of the fakes fake (d_loss 0.596, g_loss 0.727), no collapse. Inception Score: not
-measured yet.
+and 55.3% of the fakes fake (d_loss 0.596, g_loss 0.727), no collapse. Rated by
+configs/mnist_course_cnn.py (real test images: IS 9.27), after only 600 steps (0.32 epoch, all
+the shared CPU allowed): IS 3.12, MNIST FID 13.83.
 """
 
 from dljax import config_lib, optim

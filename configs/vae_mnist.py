@@ -14,6 +14,10 @@ with KL: test MSE 0.0117 (IS 7.23), without (beta=0): MSE 0.0109 (IS 5.52).
     python -m dljax.main --config=configs/vae_mnist.py:conv --workdir=runs/vae_conv
     python -m dljax.main --config=configs/vae_mnist.py:conv,beta=0 --workdir=runs/vae_conv_nokl
 
+With a trained course classifier (configs/mnist_course_cnn.py), each evaluation also rates
+10,000 samples: Inception Score and MNIST FID (`--config.vae.classifier_workdir=DIR`).
+Latent space as PNGs: `python -m dljax.generate --workdir=runs/vae_latent2`.
+
 Arguments: `latent=N` (0: the variant's, 2 dense and 10 conv), `extra_layer`, `conv`, `beta=B`
 (the KL weight; 0 = KL off), `reconstruction=bce|mse`, `smoke` (seconds on a CPU).
 
@@ -26,6 +30,8 @@ and MAE per pixel of [0, 1] images, loss = BCE + KL nats per image; README "Gene
     conv, latent 10 (10 epochs)  test loss 101.43, MSE 0.0140, MAE 0.0419   1,559 s
 
 The reports' MAEs (0.33-0.14) are on another scale: an all-black image scores 0.1325 here.
+Rated by configs/mnist_course_cnn.py (real test images: IS 9.27): latent 2, IS 2.19, MNIST FID
+24.77 (the report: IS 4.59; this classifier reads the blurry means mostly as 8 and 6).
 """
 
 from dljax import config_lib, optim

@@ -1,10 +1,11 @@
-"""What every framework's benchmark shares: the three models, their data, the timing rule.
+"""What every framework's benchmark shares: the models, their data, the timing rule.
 
 Each model is written once here as a framework-neutral list of layers plus an optimiser with
 Keras' argument names (the reference semantics); `keras_models.py` and `torch_models.py`
 translate it, and `dljax_trainer.py` checks that the dljax config file describes the same model.
 The parameter count computed here from the layer list is the cross-check that every framework
-built the same network.
+built the same network. The DCGAN (`GanSpec`) is a fixed architecture, the reports', benchmarked
+as its whole train step: one discriminator and one generator update.
 """
 
 import dataclasses
@@ -68,6 +69,29 @@ class ModelSpec:
   dljax_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # on its config
 
 
+@dataclasses.dataclass(frozen=True)
+class GanSpec:
+  """The Imperial reports' MNIST DCGAN step (configs/gan_mnist.py, dljax/models/dcgan.py):
+  D (Conv64 5x5 s2, LReLU .2, Drop .3, Conv128 5x5 s2, LReLU, Drop .3, Dense1) on `batch_size`
+  real images labelled 1 and as many of G's (Dense 7x7x128 N(0, .02), LReLU, Up2, Conv64 5x5,
+  LReLU, Up2, Conv1 5x5 tanh) labelled 0, one Adam update; then G on `batch_size` fresh noise
+  vectors labelled 1 through D, one Adam update. BCE; an example is one real image."""
+  name: str
+  latent: int
+  input_shape: tuple[int, int, int]
+  optimizer: Optimizer  # one for each network, the same settings
+  batch_size: int
+  tfds_name: str
+  dljax_config: str
+  dljax_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # on its config
+
+
+GAN_KERNEL_SIZE = 5
+GAN_LEAK = 0.2
+GAN_DROPOUT = 0.3
+GAN_FEATURES = (64, 128)  # D's convs; G's are the reverse: 128 at 1/4 size, 64, then channels
+
+
 MODELS = {
     "mnist_mlp": ModelSpec(
         name="mnist_mlp",
@@ -111,6 +135,16 @@ MODELS = {
         unet=(64, 128, 256, 512, 1024),
         dljax_overrides={"batch_size": 32},
     ),
+    "mnist_dcgan": GanSpec(
+        name="mnist_dcgan",
+        latent=10,
+        input_shape=(28, 28, 1),
+        optimizer=Optimizer("Adam", {"learning_rate": 2e-4, "beta_1": 0.5, "beta_2": 0.999,
+                                     "epsilon": 1e-7}),
+        batch_size=32,
+        tfds_name="mnist",
+        dljax_config="configs/gan_mnist.py",
+    ),
 }
 NOISE_SIGMA = 0.1  # the UNet's inputs: images + N(0, sigma^2) noise
 UNET_DROPOUT = 0.5  # after the last level's and the bottleneck's convolutions
@@ -146,8 +180,17 @@ def walk(spec: ModelSpec) -> Iterator[tuple[Layer, tuple[int, ...], tuple[int, .
     shape = out
 
 
-def parameter_count(spec: ModelSpec) -> int:
+def parameter_count(spec: ModelSpec | GanSpec) -> int:
   """Weights plus biases of every conv and dense layer: what each framework must report."""
+  if isinstance(spec, GanSpec):
+    height, width, channels = spec.input_shape
+    small, large = GAN_FEATURES
+    seed = height // 4 * width // 4 * large  # G's first map and D's flattened last one
+    area = GAN_KERNEL_SIZE * GAN_KERNEL_SIZE
+    generator = ((spec.latent + 1) * seed + (area * large + 1) * small
+                 + (area * small + 1) * channels)
+    discriminator = (area * channels + 1) * small + (area * small + 1) * large + seed + 1
+    return generator + discriminator
   if spec.unet:
     return unet_parameter_count(spec)
   total = 0
@@ -198,7 +241,8 @@ def random_data(spec: ModelSpec, num_examples: int, seed: int = 0) -> tuple[np.n
   """
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 256, (num_examples, *spec.input_shape), dtype=np.uint8)
-  labels = rng.integers(0, num_classes(spec), num_examples).astype(np.int64)
+  classes = num_classes(spec) if isinstance(spec, ModelSpec) else 1  # a GAN's are unused
+  labels = rng.integers(0, classes, num_examples).astype(np.int64)
   return images, labels
 
 

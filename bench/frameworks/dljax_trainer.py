@@ -30,25 +30,31 @@ from bench.frameworks import common
 EVAL_BATCHES = 4  # the final validation and test evaluations read this many batches
 
 
-def _check_same_model(config, spec: common.ModelSpec) -> None:
+def _optimizers(config) -> list:
+  """The config's optimiser sections: one, or a GAN's one per network."""
+  return list(config.optimizers.values()) if "optimizers" in config else [config.optimizer]
+
+
+def _check_same_model(config, spec: common.ModelSpec | common.GanSpec) -> None:
   """The config must train the benchmark's model with its optimiser and batch size."""
-  expected = (spec.optimizer.name.lower(), spec.optimizer.args["learning_rate"], spec.batch_size,
-              spec.tfds_name)
-  actual = (config.optimizer.name, config.optimizer.learning_rate, config.batch_size,
-            config.data.name)
-  if expected != actual:
-    raise ValueError(f"{spec.dljax_config} trains (optimizer, lr, batch, data) = {actual}; "
+  expected = (spec.optimizer.name.lower(), spec.optimizer.args["learning_rate"],
+              spec.optimizer.args.get("beta_1", 0.9), spec.batch_size, spec.tfds_name)
+  actual = [(optimizer.name, optimizer.learning_rate, optimizer.b1, config.batch_size,
+             config.data.name) for optimizer in _optimizers(config)]
+  if any(each != expected for each in actual):
+    raise ValueError(f"{spec.dljax_config} trains (optimizer, lr, b1, batch, data) = {actual}; "
                      f"the benchmark's {spec.name} is {expected}")
 
 
-def _train_log_times(workdir: str) -> dict[int, float]:
-  """step -> wall time of each train-metrics TensorBoard event the run wrote."""
+def _train_log_times(workdir: str, loss: str) -> dict[int, float]:
+  """step -> wall time of each train-metrics TensorBoard event the run wrote (those with the
+  train metric `loss`)."""
   from tensorboard.backend.event_processing import event_file_loader
 
   times = {}
   for path in glob.glob(os.path.join(workdir, "tensorboard", "*")):
     for event in event_file_loader.EventFileLoader(path).Load():
-      if any(value.tag == "train/loss" for value in event.summary.value):
+      if any(value.tag == f"train/{loss}" for value in event.summary.value):
         times[event.step] = event.wall_time
   return times
 
@@ -61,7 +67,8 @@ def _train_metrics(workdir: str, step: int) -> dict[str, float]:
               if r["split"] == "train" and r["step"] == step)
 
 
-def train(spec: common.ModelSpec, num_examples: int, epochs: int, repo: str) -> dict[str, Any]:
+def train(spec: common.ModelSpec | common.GanSpec, num_examples: int, epochs: int,
+          repo: str) -> dict[str, Any]:
   """Trains `spec` with dljax for `epochs` epochs of `num_examples` mock examples."""
   # dljax first: importing it before jax lets it set its CPU XLA flags, as in a user's run.
   import tensorflow_datasets as tfds
@@ -71,6 +78,7 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, repo: str) -> 
 
   config = config_lib.load(os.path.join(repo, spec.dljax_config))
   config.update(spec.dljax_overrides)
+  gan = isinstance(spec, common.GanSpec)
   _check_same_model(config, spec)
   steps_per_epoch = num_examples // spec.batch_size
   config.num_epochs = float(epochs)
@@ -79,7 +87,7 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, repo: str) -> 
   config.data.eval_limit = EVAL_BATCHES * spec.batch_size
   with tempfile.TemporaryDirectory() as workdir, tfds.testing.mock_data(num_examples=num_examples):
     results = dljax_train.run(config, workdir)
-    times = _train_log_times(workdir)
+    times = _train_log_times(workdir, "d_loss" if gan else "loss")
     final = _train_metrics(workdir, epochs * steps_per_epoch)
     with open(os.path.join(workdir, "config.json")) as f:
       run_info = json.load(f)
@@ -91,8 +99,10 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, repo: str) -> 
       startup_seconds=results["startup_seconds"],
       first_epoch_seconds=results["compile_seconds"] + results["train_seconds"] - sum(steady),
       parameters=results["parameters"],
-      final_loss=final["loss"],
-      final_accuracy=final.get("accuracy"),
+      # A GAN's: D's loss and accuracy over its real + fake batches.
+      final_loss=final["d_loss" if gan else "loss"],
+      final_accuracy=(final["d_real_accuracy"] + final["d_fake_accuracy"]) / 2 if gan else (
+          final.get("accuracy")),
       results_examples_per_second=results["examples_per_second"],
       versions={name: metadata.version(name) for name in ("dljax", "jax", "jaxlib", "flax",
                                                           "optax")},

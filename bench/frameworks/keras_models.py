@@ -73,9 +73,87 @@ def build(spec: common.ModelSpec):
   return model
 
 
-def train(spec: common.ModelSpec, num_examples: int, epochs: int) -> dict[str, Any]:
-  """Trains `spec` with `model.fit` for `epochs` epochs of `num_examples` random examples."""
-  import jax
+def build_gan(spec: common.GanSpec):
+  """(generator, discriminator compiled alone, the two stacked and compiled with D frozen): the
+  reports' Keras DCGAN."""
+  import keras
+  from keras import layers
+
+  height, width, channels = spec.input_shape
+  small, large = common.GAN_FEATURES
+  conv = lambda features, **kwargs: layers.Conv2D(features, common.GAN_KERNEL_SIZE,
+                                                  padding="same", **kwargs)
+  adam = lambda: getattr(keras.optimizers, spec.optimizer.name)(**spec.optimizer.args)
+  generator = keras.Sequential([
+      keras.Input((spec.latent,)),
+      layers.Dense(height // 4 * width // 4 * large,
+                   kernel_initializer=keras.initializers.RandomNormal(stddev=0.02)),
+      layers.LeakyReLU(common.GAN_LEAK), layers.Reshape((height // 4, width // 4, large)),
+      layers.UpSampling2D(), conv(small), layers.LeakyReLU(common.GAN_LEAK),
+      layers.UpSampling2D(), conv(channels, activation="tanh")], name="generator")
+  discriminator = keras.Sequential([
+      keras.Input(spec.input_shape),
+      conv(small, strides=2), layers.LeakyReLU(common.GAN_LEAK), layers.Dropout(common.GAN_DROPOUT),
+      conv(large, strides=2), layers.LeakyReLU(common.GAN_LEAK), layers.Dropout(common.GAN_DROPOUT),
+      layers.Flatten(), layers.Dense(1, activation="sigmoid")], name="discriminator")
+  discriminator.compile(adam(), "binary_crossentropy", metrics=["accuracy"])
+  discriminator.trainable = False
+  noise = keras.Input((spec.latent,))
+  stacked = keras.Model(noise, discriminator(generator(noise)))
+  stacked.compile(adam(), "binary_crossentropy")
+  return generator, discriminator, stacked
+
+
+def train_gan(spec: common.GanSpec, num_examples: int, epochs: int) -> dict[str, Any]:
+  """The reports' loop: per batch, G's images by `predict_on_batch`, D's `train_on_batch` on
+  real + fake, then the stacked model's on noise labelled real. D is made trainable for its own
+  update only (Keras 3 reads `trainable` at each call; checked: each update changes only its
+  network). `compile_seconds`: the first step's wall time (both updates' compilation)."""
+  import keras
+  import numpy as np
+
+  keras.utils.set_random_seed(0)
+  images = common.random_data(spec, num_examples)[0].astype("float32") / 127.5 - 1.0
+  generator, discriminator, stacked = build_gan(spec)
+  rng = np.random.default_rng(0)
+  batch = spec.batch_size
+  labels = np.concatenate([np.ones(batch), np.zeros(batch)]).astype("float32")
+  timer = common.EpochTimer()
+  compile_seconds = None
+  for _ in range(epochs):
+    timer.start()
+    order = rng.permutation(num_examples)
+    d_results, g_losses = [], []
+    for step in range(num_examples // batch):
+      real = images[order[step * batch:(step + 1) * batch]]
+      fake = generator.predict_on_batch(rng.normal(size=(batch, spec.latent)).astype("float32"))
+      discriminator.trainable = True
+      d_results.append(discriminator.train_on_batch(np.concatenate([real, fake]), labels))
+      discriminator.trainable = False
+      g_losses.append(stacked.train_on_batch(
+          rng.normal(size=(batch, spec.latent)).astype("float32"), labels[:batch]))
+      if compile_seconds is None:
+        compile_seconds = time.perf_counter() - timer.start_time
+    timer.stop()
+  first, *steady = timer.epoch_seconds
+  d_loss, d_accuracy = np.mean(d_results[-(num_examples // batch):], axis=0)
+  return common.measurement(
+      steady, num_examples // batch * batch,
+      compile_seconds=compile_seconds,
+      first_epoch_seconds=first,
+      parameters=generator.count_params() + discriminator.count_params(),
+      final_loss=float(d_loss),  # D's, over its real + fake batches of the last epoch
+      final_accuracy=float(d_accuracy),
+      g_loss=float(np.mean(g_losses[-(num_examples // batch):])),
+      **_facts())
+
+
+def train(spec: common.ModelSpec | common.GanSpec, num_examples: int,
+          epochs: int) -> dict[str, Any]:
+  """Trains `spec` with `model.fit` for `epochs` epochs of `num_examples` random examples (a
+  GAN: `train_gan`)."""
+  if isinstance(spec, common.GanSpec):
+    return train_gan(spec, num_examples, epochs)
   import keras
 
   class Timer(keras.callbacks.Callback):
@@ -107,7 +185,6 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int) -> dict[str, A
   history = model.fit(inputs, targets, batch_size=spec.batch_size, epochs=epochs, shuffle=True,
                       verbose=0, callbacks=[timer])
   first, *steady = timer.epoch_timer.epoch_seconds
-  device = jax.devices()[0]
   return common.measurement(
       steady, num_examples,
       compile_seconds=timer.batch_starts[1] - timer.batch_starts[0],
@@ -115,6 +192,16 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int) -> dict[str, A
       parameters=model.count_params(),
       final_loss=float(history.history["loss"][-1]),
       final_accuracy=float(history.history["accuracy"][-1]) if not spec.unet else None,
+      **_facts())
+
+
+def _facts() -> dict[str, Any]:
+  """Versions, devices and XLA flags, for the measurement."""
+  import jax
+  import keras
+
+  device = jax.devices()[0]
+  return dict(
       versions={"keras": keras.__version__, "backend": keras.backend.backend(),
                 "jax": metadata.version("jax"), "jaxlib": metadata.version("jaxlib")},
       devices=f"{jax.device_count()} x {device.platform} ({device.device_kind})",

@@ -125,8 +125,98 @@ def build(spec: common.ModelSpec, device: str = "cpu"):
   return model, optimizer
 
 
-def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model: bool = False,
-          threads: int = 0, flush_denormal: bool = True, device: str = "cpu") -> dict[str, Any]:
+def build_gan(spec: common.GanSpec, device: str = "cpu"):
+  """The reports' DCGAN in PyTorch with Keras' initialisation, on `device`: (generator,
+  discriminator, their two optimisers). 'same' padding as 2 on each side (Keras pads a stride-2
+  5x5 conv of an even size 1 before and 2 after: the same shapes, the same work)."""
+  import torch
+  from torch import nn
+
+  height, width, channels = spec.input_shape
+  small, large = common.GAN_FEATURES
+  pad = common.GAN_KERNEL_SIZE // 2
+  conv = lambda fan_in, features, stride=1: nn.Conv2d(fan_in, features, common.GAN_KERNEL_SIZE,
+                                                      stride=stride, padding=pad)
+  seed = nn.Linear(spec.latent, height // 4 * width // 4 * large)
+  generator = nn.Sequential(
+      seed, nn.LeakyReLU(common.GAN_LEAK), nn.Unflatten(1, (large, height // 4, width // 4)),
+      nn.Upsample(scale_factor=2), conv(large, small), nn.LeakyReLU(common.GAN_LEAK),
+      nn.Upsample(scale_factor=2), conv(small, channels), nn.Tanh())
+  discriminator = nn.Sequential(
+      conv(channels, small, 2), nn.LeakyReLU(common.GAN_LEAK), nn.Dropout(common.GAN_DROPOUT),
+      conv(small, large, 2), nn.LeakyReLU(common.GAN_LEAK), nn.Dropout(common.GAN_DROPOUT),
+      nn.Flatten(), nn.Linear(height // 4 * width // 4 * large, 1))
+  for module in [*generator.modules(), *discriminator.modules()]:
+    if isinstance(module, nn.Conv2d | nn.Linear):
+      nn.init.xavier_uniform_(module.weight)
+      nn.init.zeros_(module.bias)
+  nn.init.normal_(seed.weight, std=0.02)
+  generator, discriminator = generator.to(device), discriminator.to(device)
+  return generator, discriminator, *(
+      _OPTIMIZERS[spec.optimizer.name](torch, network.parameters(), spec.optimizer.args)
+      for network in (generator, discriminator))
+
+
+def train_gan(spec: common.GanSpec, num_examples: int, epochs: int, compile_model: bool,
+              device: str) -> dict[str, Any]:
+  """The DCGAN loop a PyTorch user writes (the PyTorch DCGAN example's): D on real + detached
+  fake, step; G on fresh noise through D, step (D's gradients from it are zeroed before D's
+  next step). Losses are summed on tensors and read once per epoch."""
+  import torch
+  import torch.nn.functional as F
+
+  images = common.random_data(spec, num_examples)[0]
+  x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
+  x = x.to(device)
+  generator, discriminator, g_optimizer, d_optimizer = build_gan(spec, device)
+  parameters = sum(p.numel() for net in (generator, discriminator) for p in net.parameters())
+  generate, discriminate = ((torch.compile(net) if compile_model else net)
+                            for net in (generator, discriminator))
+  generator.train()
+  discriminator.train()
+  batch = spec.batch_size
+  steps_per_epoch = num_examples // batch
+  labels = torch.cat([torch.ones(batch, 1), torch.zeros(batch, 1)]).to(device)
+  timer = common.EpochTimer()
+  compile_seconds = None
+  for _ in range(epochs):
+    timer.start()
+    order = torch.randperm(num_examples, device=device)
+    sums = torch.zeros(3, device=device)  # d_loss, d_accuracy, g_loss
+    for step in range(steps_per_epoch):
+      real = x[order[step * batch:(step + 1) * batch]]
+      fake = generate(torch.randn(batch, spec.latent, device=device))
+      d_optimizer.zero_grad(set_to_none=True)
+      logits = discriminate(torch.cat([real, fake.detach()]))
+      d_loss = F.binary_cross_entropy_with_logits(logits, labels)
+      d_loss.backward()
+      d_optimizer.step()
+      g_optimizer.zero_grad(set_to_none=True)
+      g_loss = F.binary_cross_entropy_with_logits(
+          discriminate(generate(torch.randn(batch, spec.latent, device=device))),
+          labels[:batch])
+      g_loss.backward()
+      g_optimizer.step()
+      sums += torch.stack([d_loss.detach(), ((logits.detach() > 0) == (labels > 0)).float().mean(),
+                           g_loss.detach()])
+      if compile_seconds is None:
+        if device == "cuda":
+          torch.cuda.synchronize()
+        compile_seconds = time.perf_counter() - timer.start_time
+    d_loss_mean, d_accuracy, g_loss_mean = (sums / steps_per_epoch).tolist()
+    timer.stop()
+  first, *steady = timer.epoch_seconds
+  return common.measurement(
+      steady, steps_per_epoch * batch, compile_seconds=compile_seconds, first_epoch_seconds=first,
+      parameters=parameters, final_loss=d_loss_mean, final_accuracy=d_accuracy,
+      g_loss=g_loss_mean, versions={"torch": torch.__version__}, threads=torch.get_num_threads(),
+      devices=torch.cuda.get_device_name() if device == "cuda" else "cpu",
+      compiled=compile_model)
+
+
+def train(spec: common.ModelSpec | common.GanSpec, num_examples: int, epochs: int,
+          compile_model: bool = False, threads: int = 0, flush_denormal: bool = True,
+          device: str = "cpu") -> dict[str, Any]:
   """Trains `spec` for `epochs` epochs of `num_examples` random examples, eager or compiled.
 
   `threads` = 0 means `os.cpu_count()`; `device` is 'cpu' or 'gpu' (the first CUDA device).
@@ -138,6 +228,9 @@ def train(spec: common.ModelSpec, num_examples: int, epochs: int, compile_model:
   flushing = flush_denormal and torch.set_flush_denormal(True)  # False where unsupported
   torch.manual_seed(0)
   torch_device = {"cpu": "cpu", "gpu": "cuda"}[device]
+  if isinstance(spec, common.GanSpec):
+    return {**train_gan(spec, num_examples, epochs, compile_model, torch_device),
+            "flush_denormal": flushing}
   nchw = lambda images: torch.from_numpy(images).permute(0, 3, 1, 2).float().contiguous()
   if spec.unet:
     inputs, targets = common.denoising_data(spec, num_examples)

@@ -16,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from dljax.data import airline, clocks, imdb, text, tfds_io, tiny_imagenet
+from dljax.data import airline, clocks, image_folder, imdb, text, tfds_io, tiny_imagenet
 from dljax.errors import ConfigError, DataError
 from dljax.registry import lookup
 
@@ -37,6 +37,7 @@ DATASETS = {
     "text_file": text.load,
     imdb.NAME: imdb.load,
     airline.NAME: airline.load,
+    "image_folder": image_folder.load,
 }
 
 VALIDATION_MODES = ("test", "first", "last", "random", "none", "dataset")

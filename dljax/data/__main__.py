@@ -8,6 +8,9 @@ aclImdb-{train,test}.jsonl.gz) from its original files in DIR, without internet,
 --force prepares a prepared data set again; --partial accepts splits of other sizes than the
 TFDS catalogue's (mnist, fashion_mnist, cifar10, imdb_reviews), e.g. a small test subset.
 
+prepare image_folder --from DIR [--size 64] [--channels 3] [--name NAME]: a folder of images
+(or of class sub-folders of images), resized and centre-cropped (dljax/data/image_folder.py).
+
 show clocks [--size 64 --difficulty 1 --seed 0 --count 32 --out clocks.png]: writes a PNG grid
 of the first clocks of a rendered clocks data set, titled with their times.
 
@@ -20,7 +23,7 @@ import dataclasses
 import sys
 from collections.abc import Callable
 
-from dljax.data import clock_render, clocks, imdb, prepare, raw, tiny_imagenet
+from dljax.data import clock_render, clocks, image_folder, imdb, prepare, raw, tiny_imagenet
 from dljax.errors import ConfigError, DataError
 
 
@@ -33,7 +36,7 @@ class Subcommand:
 
 def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("name", choices=sorted([*raw.ORIGINALS, clocks.NAME, tiny_imagenet.NAME,
-                                               imdb.NAME]),
+                                               imdb.NAME, image_folder.NAME]),
                       help="TFDS data set to prepare")
   parser.add_argument(
       "--from", dest="source_dir", required=True, metavar="DIR",
@@ -47,11 +50,25 @@ def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
                       help="prepare again over a prepared copy (kept until the new one is done)")
   parser.add_argument("--partial", action="store_true",
                       help="accept splits of other sizes than the TFDS catalogue's (a subset, "
-                           "test data); only for mnist, fashion_mnist, cifar10")
+                           "test data); only for mnist, fashion_mnist, cifar10, imdb_reviews")
+  for flag, kind, what in (("--size", int, "image height and width (default 64)"),
+                           ("--channels", int, "3 = RGB (default), 1 = grey"),
+                           ("--name", str, "the data set's name (default: the folder's)")):
+    parser.add_argument(flag, type=kind, dest=f"folder_{flag[2:]}",
+                        help=f"{image_folder.NAME} only: {what}")
 
 
 def _prepare(args: argparse.Namespace) -> None:
-  if args.name == imdb.NAME:
+  folder_options = {key.removeprefix("folder_"): value for key, value in vars(args).items()
+                    if key.startswith("folder_") and value is not None}
+  if args.name == image_folder.NAME:
+    if args.partial:
+      raise ConfigError(f"--partial: {image_folder.NAME} has no catalogue sizes to differ from")
+    image_folder.prepare_folder(args.source_dir, args.data_dir, force=args.force,
+                                **folder_options)
+  elif folder_options:
+    raise ConfigError(f"--{next(iter(folder_options))}: only for {image_folder.NAME}")
+  elif args.name == imdb.NAME:
     imdb.prepare(args.source_dir, args.data_dir, force=args.force, partial=args.partial)
   elif args.name in raw.ORIGINALS:
     prepare.prepare(args.name, args.source_dir, args.data_dir, force=args.force,

@@ -18,7 +18,10 @@ Train steps log `d_loss`, `g_loss` and D's accuracy on the real images (`d_real_
 share it calls real) and on the fakes (`d_fake_accuracy`, the share it calls fake); evaluation
 reports the same per real image (its fake drawn from the eval step's RNG, dropout off). Each
 evaluation draws `samples`: G's images of the same fixed noise, a grid x grid PNG (samples/,
-TensorBoard), so training can be watched.
+TensorBoard), so training can be watched; where `config.gan.classifier_workdir` names a trained
+classifier, a second one rates 10,000 samples of fixed noise: the Inception Score and an MNIST
+FID (sample_quality.py). `python -m dljax.generate` draws samples, interpolations and traversals
+of G's noise (`latent_space`).
 """
 
 import jax
@@ -29,24 +32,36 @@ import optax
 from dljax import models
 from dljax.data import Splits
 from dljax.errors import ConfigError
-from dljax.tasks import generative, supervised
+from dljax.tasks import generative, sample_quality, supervised
 from dljax.tasks.task import Task
 
 NETWORKS = ("discriminator", "generator")  # in the order each step updates them
 
 
 def task_config() -> ml_collections.ConfigDict:
-  """`config.gan`: the evaluator's grid."""
-  return ml_collections.ConfigDict(dict(grid=10))  # grid x grid samples of the fixed noise
+  """`config.gan`: the evaluators' grid and the classifier that rates samples."""
+  return ml_collections.ConfigDict(dict(
+      grid=10,  # grid x grid samples of the fixed noise
+      **sample_quality.task_config_keys(),
+  ))
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   generative.check_pixels(config)
+  sample_quality.validate(config.gan, "gan")
   if config.gan.grid < 1:
     raise ConfigError(f"config.gan.grid={config.gan.grid!r}: must be >= 1")
   if not hasattr(models.build(config.model), "generate"):
     raise ConfigError(f"config.model.name={config.model.name!r}: not a GAN; allowed: dcgan")
   generative.check_optimizers(config, NETWORKS)
+
+
+def latent_space(config: ml_collections.ConfigDict) -> generative.LatentSpace:
+  """G's noise, decoded to G's images mapped from [-1, 1] to [0, 1]."""
+  model = models.build(config.model)
+  return generative.LatentSpace(latent=model.latent, decode=lambda params, z_NL: (
+      model.apply({"params": params}, z_NL, method="generate") + 1.0) / 2.0)
+
 
 def bce(logits_B: jax.Array, label: float) -> jax.Array:
   return optax.sigmoid_binary_cross_entropy(logits_B, jnp.full_like(logits_B, label))
@@ -115,12 +130,12 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
             "d_real_accuracy": as_float(real_logits_B > 0),
             "d_fake_accuracy": as_float(fake_logits_B <= 0)}
 
-  @jax.jit
-  def drawn(params, rng):
-    return (generate(params, noise(rng, grid * grid)) + 1.0) / 2.0
+  sample = generative.sampler(latent_space(config))
 
   def draw(state, rng, artefacts):
-    artefacts.image("samples", generative.image_grid(drawn(state.params, rng), grid))
+    artefacts.image("samples", generative.image_grid(sample(state.params, rng, grid * grid), grid))
     return {}
 
-  return Task(init=init, train_step=train_step, eval_step=eval_step, evaluators=(draw,))
+  rate = sample_quality.evaluator(config.gan, "gan", data, sample)
+  return Task(init=init, train_step=train_step, eval_step=eval_step,
+              evaluators=(draw, rate) if rate else (draw,))

@@ -1,8 +1,12 @@
 """What the generative tasks (vae, gan, autoencoder, image_to_image, pix2pix) share: their data
-checks, their image grids, and the adversarial tasks' networks with an optimiser each."""
+checks, their image grids, the adversarial tasks' networks with an optimiser each, and the view
+of a VAE's or GAN's latent space that sampling, interpolation and traversal (dljax.generate) use.
+"""
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 
+import jax
 import ml_collections
 import numpy as np
 import optax
@@ -10,6 +14,22 @@ from flax import struct
 
 from dljax import data, optim
 from dljax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentSpace:
+  """A trained generative model seen from its codes: `decode(params, z_NL)` -> images in [0, 1]
+  (jittable), `latent` = L, and for a model with an encoder, `encode(params, uint8 images)` ->
+  their codes (jittable); None for a GAN, whose codes are only drawn."""
+  latent: int
+  decode: Callable[[dict, jax.Array], jax.Array]
+  encode: Callable[[dict, jax.Array], jax.Array] | None = None
+
+
+def sampler(space: LatentSpace) -> Callable[[dict, jax.Array, int], jax.Array]:
+  """(params, rng, count) -> `count` images decoded from z ~ N(0, I) drawn from `rng`; jitted."""
+  return jax.jit(lambda params, rng, count: space.decode(
+      params, jax.random.normal(rng, (count, space.latent))), static_argnums=2)
 
 
 def check_pixels(config: ml_collections.ConfigDict) -> None:

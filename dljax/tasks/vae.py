@@ -17,8 +17,11 @@ reports' test reconstruction errors), with z drawn from q(z|x) by the eval step'
 the reports' Keras `vae.predict` did. Each evaluation draws two PNGs (samples/, TensorBoard):
 `samples`, the decoded fixed noise z ~ N(0, I) (a grid x grid grid, comparable across
 evaluations), and `reconstructions`, the first test images in odd rows above their
-reconstructions in even rows. `predict` gives each image's code, the mean of q(z|x) (`dljax.load`,
-`python -m dljax.predict`).
+reconstructions in even rows. Where `config.vae.classifier_workdir` names a trained classifier,
+a second evaluator rates 10,000 decoded samples of fixed noise: the Inception Score and an MNIST
+FID (sample_quality.py). `predict` gives each image's code, the mean of q(z|x) (`dljax.load`,
+`python -m dljax.predict`); `python -m dljax.generate` draws samples, interpolations and
+traversals of the latent space (`latent_space`).
 """
 
 from collections.abc import Callable
@@ -34,7 +37,7 @@ from dljax import models, optim
 from dljax.data import Splits
 from dljax.errors import ConfigError
 from dljax.registry import lookup
-from dljax.tasks import generative, supervised
+from dljax.tasks import generative, sample_quality, supervised
 from dljax.tasks.task import Task
 
 # (logits_BHWC, images_BHWC in [0, 1]) -> per-image loss summed over pixels, [B]
@@ -68,18 +71,20 @@ def reparameterize(rng: jax.Array, mu_BL: jax.Array, logvar_BL: jax.Array) -> ja
 
 
 def task_config() -> ml_collections.ConfigDict:
-  """`config.vae`: the loss and the evaluators' grids."""
+  """`config.vae`: the loss, the evaluators' grids and the classifier that rates samples."""
   return ml_collections.ConfigDict(dict(
       reconstruction="bce",  # a key of RECONSTRUCTIONS, summed over pixels
       beta=1.0,  # the KL term's weight; 0 = a plain autoencoder with a noisy code
       grid=10,  # the PNGs: grid x grid samples; grid / 2 rows of test images, each above its
       # reconstructions
+      **sample_quality.task_config_keys(),
   ))
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   generative.check_pixels(config)
   knobs = config.vae
+  sample_quality.validate(knobs, "vae")
   lookup(RECONSTRUCTIONS, knobs.reconstruction, "config.vae.reconstruction",
          "reconstruction loss")
   if not knobs.beta >= 0:
@@ -89,6 +94,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not hasattr(models.build(config.model), "encode"):
     raise ConfigError(f"config.model.name={config.model.name!r}: not a VAE; allowed: "
                       "vae_dense, vae_conv")
+
+
+def latent_space(config: ml_collections.ConfigDict) -> generative.LatentSpace:
+  """The codes of `config.model`: decoded to sigmoid(logits), encoded to the mean of q(z|x)."""
+  model = models.build(config.model)
+  preprocess = supervised.preprocessor(config.data, None)  # pixels / 255: no statistics needed
+  return generative.LatentSpace(
+      latent=model.latent,
+      decode=lambda params, z_NL: jax.nn.sigmoid(
+          model.apply({"params": params}, z_NL, method="decode")),
+      encode=lambda params, images_NHWC: model.apply(
+          {"params": params}, preprocess(images_NHWC), method="encode")[0])
 
 
 @struct.dataclass
@@ -142,12 +159,14 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
     return (State(params=optax.apply_updates(state.params, updates), opt_state=opt_state),
             {"loss": loss, "kl": terms["kl"].mean()})
 
+  space = latent_space(config)
+  sample = generative.sampler(space)
+
   @jax.jit
   def drawn(params, rng):
     """The fixed noise's images and the test images' reconstructions, in [0, 1]."""
     noise_rng, code_rng = jax.random.split(rng)
-    samples = jax.nn.sigmoid(decode(params, jax.random.normal(
-        noise_rng, (knobs.grid * knobs.grid, model.latent))))
+    samples = sample(params, noise_rng, knobs.grid * knobs.grid)
     if test_images is None:
       return samples, None
     logits, _ = forward(params, preprocess(test_images), code_rng)
@@ -155,8 +174,7 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
 
   def predict(state, batch, rng):
     del rng  # the code is q(z|x)'s mean: nothing is drawn
-    mu_BL, _ = model.apply({"params": state.params}, preprocess(batch["image"]), method="encode")
-    return {"code": mu_BL}
+    return {"code": space.encode(state.params, batch["image"])}
 
   def draw(state, rng, artefacts):
     samples, reconstructions = drawn(state.params, rng)
@@ -167,8 +185,9 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
       artefacts.image("reconstructions", generative.image_grid(rows, columns))
     return {}
 
+  rate = sample_quality.evaluator(knobs, "vae", data, sample)
   return Task(init=init, train_step=train_step, eval_step=eval_step, predict=predict,
-              describe=describe, evaluators=(draw,))
+              describe=describe, evaluators=(draw, rate) if rate else (draw,))
 
 
 def describe(outputs: dict[str, np.ndarray]) -> list[dict[str, float]]:
