@@ -26,11 +26,8 @@ import os
 import jax
 import jax.numpy as jnp
 import ml_collections
-import nltk.translate.bleu_score
 import numpy as np
 import optax
-import sacrebleu
-from matplotlib.figure import Figure
 
 from dljax import models
 from dljax.data import Splits, text
@@ -117,6 +114,9 @@ def sampler(model, num_tokens: int):
 def bleu_scores(hypotheses: list[str], references: list[str]) -> dict[str, float]:
   """Corpus BLEU (sacrebleu, 0-100) and the mean smoothed sentence BLEU (nltk, scaled to 0-100)
   of each hypothesis against its one reference, both on whitespace-separated words."""
+  import nltk.translate.bleu_score  # here: at import nltk cost every run ~1.8 s of start-up
+  import sacrebleu
+
   smooth = nltk.translate.bleu_score.SmoothingFunction().method1
   sentence = [nltk.translate.bleu_score.sentence_bleu([ref.split()], hyp.split(),
                                                       smoothing_function=smooth)
@@ -193,6 +193,8 @@ def bleu_by_temperature(sample, params, held_out: str, vocab: tuple[str, ...],
 def plot_bleu(scores: dict, path: str) -> None:
   """Both BLEUs against the temperature."""
   rows = scores["rows"]
+  from matplotlib.figure import Figure  # here: not in every run's start-up
+
   figure = Figure(figsize=(5, 3.5))
   axis = figure.subplots()
   for name, label in (("sacrebleu", "corpus BLEU (sacrebleu)"),

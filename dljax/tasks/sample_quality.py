@@ -32,7 +32,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import scipy.special
 from flax import linen as nn
 
 from dljax import data
@@ -67,6 +66,8 @@ def validate(section: ml_collections.ConfigDict, name: str) -> None:
 
 def inception_score(p_NK: np.ndarray) -> float:
   """exp(mean over samples of KL(p(y|x) || p(y))), p(y) the samples' mean p(y|x); p_NK [N, K]."""
+  import scipy.special  # here, not at import: every run would pay for it
+
   p_NK = np.asarray(p_NK, np.float64)
   kl_N = scipy.special.rel_entr(p_NK, p_NK.mean(axis=0)).sum(axis=-1)
   return float(np.exp(kl_N.mean()))

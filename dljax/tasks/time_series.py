@@ -15,7 +15,6 @@ import os
 import jax
 import ml_collections
 import numpy as np
-from matplotlib.figure import Figure
 
 from dljax import models
 from dljax.data import Splits, airline
@@ -75,6 +74,8 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
 def plot_predictions(series: np.ndarray, predicted: dict, window: int, rmse: dict,
                      path: str) -> None:
   """The series and each part's predictions against the month."""
+  from matplotlib.figure import Figure  # here: not in every run's start-up
+
   figure = Figure(figsize=(8, 3.5))
   axis = figure.subplots()
   axis.plot(np.arange(len(series)), series, color="black", label="truth")
