@@ -28,7 +28,7 @@ from absl import logging
 from PIL import Image
 
 from dljax import inference
-from dljax.errors import ConfigError, DataError
+from dljax.errors import ConfigError, DataError, exit_status
 
 MODES = {1: "L", 3: "RGB"}  # the channels of a run's images -> the Pillow mode they are read in
 ARRAY_CHANNELS = (1, 3, 4)  # of images in a .npy: grey, RGB, RGBA
@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   # Orbax warns through absl about metadata it then finds elsewhere; errors still show.
   logging.set_verbosity(logging.ERROR)
-  try:
+
+  def work() -> None:
     if args.batch_size <= 0:
       raise ConfigError(f"--batch_size={args.batch_size}: must be > 0")
     if args.out is not None and _extension(args.out) not in OUTPUT_FORMATS:
@@ -199,10 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     run = inference.load(args.workdir)
     rows = predictions(run, read_images(files, image_shape(run)), args.batch_size)
     write(rows, args.out)
-  except (ConfigError, DataError) as error:
-    print(f"dljax: error: {error}", file=sys.stderr)
-    return 2
-  return 0
+
+  return exit_status("dljax", work)
 
 
 if __name__ == "__main__":

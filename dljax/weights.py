@@ -37,7 +37,7 @@ import ml_collections
 import numpy as np
 
 from dljax import checkpoint, models
-from dljax.errors import ConfigError, DataError
+from dljax.errors import ConfigError, DataError, exit_status
 
 # A layer's dljax variables in the order Keras keeps its weights.
 KERAS_ORDER = ("params/{}/kernel", "params/{}/scale", "params/{}/bias", "batch_stats/{}/mean",
@@ -242,12 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                             help="a local copy instead of the download")
   fetch_parser.add_argument("--dir", help=f"the cache (default: {cache_dir()})")
   args = parser.parse_args(argv)
-  try:
-    print(fetch(args.name, args.source, args.dir))
-  except (ConfigError, DataError) as error:
-    print(f"{parser.prog}: error: {error}", file=sys.stderr)
-    return 2
-  return 0
+  return exit_status(parser.prog, lambda: print(fetch(args.name, args.source, args.dir)))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 
 from dljax.data import clock_render, clocks, image_folder, imdb, prepare, raw, tiny_imagenet
-from dljax.errors import ConfigError, DataError
+from dljax.errors import ConfigError, exit_status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,12 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     subcommand.add_arguments(subparsers.add_parser(name, help=subcommand.help,
                                                    description=subcommand.help))
   args = parser.parse_args(argv)
-  try:
-    SUBCOMMANDS[args.command].run(args)
-  except (ConfigError, DataError) as error:
-    print(f"{parser.prog}: error: {error}", file=sys.stderr)
-    return 2
-  return 0
+  return exit_status(parser.prog, lambda: SUBCOMMANDS[args.command].run(args))
 
 
 if __name__ == "__main__":
