@@ -72,21 +72,21 @@ def read(source, keys: list[int]) -> dict[str, np.ndarray]:
   """Examples `keys` of a TFDS data source, decoded and stacked into arrays.
 
   Only numeric features are kept: strings (e.g. CIFAR-10's `id`) cannot live on an accelerator
-  and no task uses them. A split read once (at least half of it: a validation hold-out takes the
-  rest) is read from its decoded copy afterwards.
+  and no task uses them. A read of at least half a split (a validation hold-out takes the rest)
+  goes through the split's decoded copy, made by the first such read; smaller ones decode.
 
   Raises:
     DataError: the data set's files are damaged (array_record raises RuntimeError for truncated,
       garbled or missing files).
   """
-  fingerprint = _split_fingerprint(source)
+  # A small part (a streamed batch, a smoke run's few examples) is decoded alone, before any
+  # look for a decoded copy: streaming calls this every batch and must not pay for file I/O.
+  fingerprint = None if 2 * len(keys) < len(source) else _split_fingerprint(source)
   if fingerprint is None:
     return _decode(source, keys)
   cache_dir, split, files = fingerprint
   arrays = _load_decoded(cache_dir, split, files)
   if arrays is None:
-    if 2 * len(keys) < len(source):  # a small part (a smoke run's): decode only that
-      return _decode(source, keys)
     arrays = _decode(source, list(range(len(source))))
     _save_decoded(cache_dir, split, files, arrays)
   return {name: array[keys] for name, array in arrays.items()}
