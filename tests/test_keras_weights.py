@@ -135,8 +135,11 @@ def narrow_vgg16_file(tmp_path_factory) -> str:
 def load(state_config: dict, path: str, **init_from):
   """`pretrained.load_into` of the Keras file into a fresh state of `state_config`'s model."""
   model = models.build(ml_collections.ConfigDict(state_config))
-  variables = jax.jit(lambda: model.init(jax.random.key(0), np.zeros((1, SIZE, SIZE, 3)),
-                                         train=False))()
+  # Zeros of the model's shapes: what is loaded replaces them, and the rest is only compared by
+  # shape, so the model's initialisation need not be compiled (10-20 s for each VGG).
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, SIZE, SIZE, 3)),
+                                             train=False))
+  variables = jax.tree.map(lambda leaf: jax.numpy.zeros(leaf.shape, leaf.dtype), shapes)
   config = ml_collections.ConfigDict({"path": path, "checkpoint": "best", "load": ".*",
                                       "skip": "", **init_from})
   return pretrained.load_into(variables, config)
@@ -177,17 +180,23 @@ def test_parameter_counts_are_keras_applications_summaries():
   assert count(dict(name="efficientnet")) + 1 == 5_330_571
 
 
-@pytest.fixture
-def official_vgg16_notop(monkeypatch, tmp_path):
-  """A file standing for Keras' vgg16_notop (VGG16's base, in the legacy layout) and the table
-  entry made to expect its md5: the real file cannot be downloaded here."""
+@pytest.fixture(scope="module")
+def vgg16_notop_file(tmp_path_factory) -> str:
+  """A file standing for Keras' vgg16_notop (VGG16's base, in the legacy layout): the real file
+  cannot be downloaded here. Built once (a full-width VGG16 base in Keras, 59 MB)."""
   model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
-  path = str(tmp_path / "vgg16_notop.h5")
+  path = str(tmp_path_factory.mktemp("notop") / "vgg16_notop.h5")
   save_legacy_h5(model, path)
+  return path
+
+
+@pytest.fixture
+def official_vgg16_notop(monkeypatch, vgg16_notop_file):
+  """That file, and the table entry made to expect its md5."""
   entry = weights.KERAS_FILES["vgg16_notop"]
   monkeypatch.setitem(weights.KERAS_FILES, "vgg16_notop",
-                      weights.KerasFile(entry.url, weights.md5(path), entry.model))
-  return path
+                      weights.KerasFile(entry.url, weights.md5(vgg16_notop_file), entry.model))
+  return vgg16_notop_file
 
 
 def test_fetch_from_a_local_copy_checks_and_caches_it(official_vgg16_notop, tmp_path, capsys):
