@@ -124,17 +124,22 @@ def smoke_data_dir(tmp_path_factory) -> str:
 
 @pytest.mark.parametrize("spec", SMOKE_SPECS)
 def test_smoke_config_trains_and_writes_error_analysis(spec, smoke_data_dir, tmp_path):
+  """Each smoke run also holds a style out and tests on it, as a second test split."""
   config = config_lib.load(os.path.join(REPO, spec))
   config.data.dir = smoke_data_dir
+  config_lib.override(config, "data.clocks.held_out", ("dial=ellipse",))
+  config_lib.override(config, "data.extra_tests", ("test_styles",))
   results = train.run(config, str(tmp_path))
   with open(tmp_path / "results.json") as f:
     assert json.load(f) == json.loads(json.dumps(results))
-  test = results["test"]
-  for key in ("error_minutes", "error_minutes_median", "error_minutes_p90"):
-    assert 0 <= test[key] <= 360
+  for split, analysis_dir in (("test", tmp_path), ("test_styles", tmp_path / "test_styles")):
+    test = results[split]
+    for key in ("error_minutes", "error_minutes_median", "error_minutes_p90"):
+      assert 0 <= test[key] <= 360
+    # Per-example predictions feed the analysis; their means are no metric.
+    assert "predicted_minutes" not in test
+    for name in ("error_histogram.png", "worst_predictions.png"):
+      assert os.path.getsize(analysis_dir / name) > 1000
+  assert results["test_styles"] != results["test"]
   assert results["best_validation"]["metric"] == "error_minutes"
-  # Per-example predictions feed the analysis; their means are no metric.
-  assert not {"predicted_minutes"} & {
-      *test, *results["best_validation"]["metrics"]}
-  for name in ("error_histogram.png", "worst_predictions.png"):
-    assert os.path.getsize(tmp_path / name) > 1000
+  assert "predicted_minutes" not in results["best_validation"]["metrics"]
