@@ -20,14 +20,13 @@ numbers bit for bit; on busy shared cores the wall time grows 2-3x.
     python -m dljax.data show clocks --size 64 --difficulty 0.5 --out clocks.png
     python -m dljax.main --config=configs/clock_quick.py:smoke --workdir=/tmp/smoke
 
-On clocks it never saw: hold style families out of training, then score their test_styles split
-(a 5-epoch smoke under load 25-28: 24.5 min in-distribution, 37.7 held-out; README):
+On clocks it never saw: hold style families out of training and test on them too, as a second
+test split (results.json's "test_styles" beside "test"; its PNGs in WORKDIR/test_styles/; a
+5-epoch smoke under load 25-28: 24.5 min in-distribution, 37.7 held-out; README):
 
     python -m dljax.main --config=configs/clock_quick.py --workdir=/tmp/clock_held_out \
-        --config.data.clocks.held_out="('dial=ellipse', 'hands=lance')"
-    python -m dljax.main --config=configs/clock_quick.py --workdir=/tmp/clock_held_out \
-        --config.data.clocks.held_out="('dial=ellipse', 'hands=lance')" --mode=evaluate \
-        --eval_name=held_out_styles --config.data.clocks.test_split=test_styles
+        --config.data.clocks.held_out="('dial=ellipse', 'hands=lance')" \
+        --config.data.extra_tests="('test_styles',)"
 """
 
 from configs import clock_regression

@@ -9,7 +9,8 @@ case. It reads top to bottom as a run happens:
   3. start from the newest intact checkpoint in the workdir, or from scratch (or pretrained);
   4. train: log, stop on divergence, evaluate, stop early and checkpoint on schedule; SIGTERM
      checkpoints and returns;
-  5. test the best (or last) state and write results.json and curves.png.
+  5. test the best (or last) state, on the test split and any `data.extra_tests`, and write
+     results.json and curves.png.
 
 Every random number comes from one root seed, split into named streams and folded with the step
 or epoch, so a resumed run replays exactly what an uninterrupted run would have done.
@@ -107,7 +108,8 @@ class _Data:
     self.train = pipeline.make(self.splits.train, mesh, config.data)
     self.eval = {name: pipeline.make(split, mesh, config.data)
                  for name, split in (("validation", self.splits.validation),
-                                     ("test", self.splits.test)) if split is not None}
+                                     ("test", self.splits.test),
+                                     *self.splits.extra_tests.items()) if split is not None}
     self.steps_per_epoch = self.train.num_examples // self.batch_size
     if self.steps_per_epoch == 0:
       raise ConfigError(f"config.batch_size={self.batch_size}: larger than the "
@@ -362,21 +364,30 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
   test_start = time.perf_counter()
   tests = assess(state, "test", step, runs)
   test_seconds = time.perf_counter() - test_start
+  # `data.extra_tests` (e.g. clocks of styles never trained on): the same tested state, scored
+  # like the test split, so one run reports both side by side. Evaluators take no data: they
+  # would only repeat the test's.
+  extra_tests = {name: evaluate(state, name) for name in feed.splits.extra_tests} if (
+      feed.splits) else {}
   results = []
   for k, run_k in enumerate(runs):
     if run_k in diverged:
       run_k.close()
       results.append(None)
       continue
-    test = tests[k]
-    if task.analyze is not None and "test" in feed.eval:
-      outputs, examples = gather_outputs(tested_states[k], task, feed.eval["test"],
-                                         feed.eval_batch_size, stream_keys("eval")[k])
-      if jax.process_index() == 0:
-        test.update(task.analyze(tested_states[k], outputs, examples, run_k.workdir))
-    results.append(_results(run_k.meta, test, tested_states[k], feed, stopping, num_trials,
+    tested = {"test": tests[k], **{name: metrics[k] for name, metrics in extra_tests.items()}}
+    for name, metrics in tested.items():
+      if task.analyze is not None and name in feed.eval:
+        outputs, examples = gather_outputs(tested_states[k], task, feed.eval[name],
+                                           feed.eval_batch_size, stream_keys("eval")[k])
+        # The test split's analysis goes into the workdir, an extra test's into WORKDIR/NAME/.
+        analysis_dir = run_k.workdir if name == "test" else os.path.join(run_k.workdir, name)
+        if jax.process_index() == 0:
+          os.makedirs(analysis_dir, exist_ok=True)
+          metrics.update(task.analyze(tested_states[k], outputs, examples, analysis_dir))
+      run_k.writer.write(run_k.meta["step"], name, metrics)
+    results.append(_results(run_k.meta, tested, tested_states[k], feed, stopping, num_trials,
                             startup_seconds, compile_seconds, test_seconds / num_trials))
-    run_k.writer.write(run_k.meta["step"], "test", test)
     run_k.close()
     if jax.process_index() == 0:
       writers.write_json(os.path.join(run_k.workdir, "results.json"), results[-1])
@@ -387,17 +398,17 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
   return results
 
 
-def _results(meta: dict[str, Any], test: dict[str, float], tested_state: Any, feed: _Data,
-             stopping: ml_collections.ConfigDict, num_trials: int,
+def _results(meta: dict[str, Any], tested: dict[str, dict[str, float]], tested_state: Any,
+             feed: _Data, stopping: ml_collections.ConfigDict, num_trials: int,
              startup_seconds: float | None, compile_seconds: float,
              test_seconds: float) -> dict[str, Any]:
-  """results.json of one trial."""
+  """results.json of one trial; `tested`: the metrics of 'test' and of each extra test split."""
   best, seconds = meta["best"], meta["train_seconds"]
   return {
       "best_validation": best and {
           "metric": stopping.metric, "mode": stopping.mode, "value": best["value"],
           "step": best["step"], "epoch": feed.epochs(best["step"]), "metrics": best["metrics"]},
-      "test": test,
+      **tested,  # "test", then the extra tests under their names
       "tested_step": meta["tested_step"],
       "steps": meta["step"],
       "epochs": feed.epochs(meta["step"]),

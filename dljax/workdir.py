@@ -32,10 +32,11 @@ LOCK_FILE = ".lock"
 RUN_FILES = ("checkpoints", "metrics.jsonl", "tensorboard", "results.json", "curves.png",
              "samples", CONFIG_FILE)
 # Config keys that may differ between a run and its resumption: they change how long and how
-# visibly it trains, or where it reads from, not what it computes at a given step.
+# visibly it trains, where it reads from, or what it is tested on, not what it computes at a
+# given step.
 RESUMABLE_KEYS = ("num_epochs", "num_steps", "log_every_steps", "steps_per_call",
                   "eval_batch_size", "data.dir", "data.pipeline", "data.workers",
-                  "early_stopping.patience")
+                  "data.extra_tests", "early_stopping.patience")
 
 
 def lock(workdir: str, stack: contextlib.ExitStack) -> None:

@@ -18,6 +18,9 @@ from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_p
 from tensorboard.summary.writer import event_file_writer
 
 METRICS_FILE = "metrics.jsonl"
+# The splits whose records a run writes while it trains; the others ('test', `data.extra_tests`)
+# it writes once it has finished.
+TRAINING_SPLITS = ("train", "validation")
 
 
 def write_json(path: str, value) -> None:
@@ -68,9 +71,9 @@ def _parse_record(line: str) -> dict | None:
 class MetricWriter:
   """Appends `{"step", "split", metrics...}` records to metrics.jsonl and TensorBoard.
 
-  `truncate_after(step)` drops records a crashed run wrote after its last checkpoint, and test
-  records (a finishing run writes them again), so a resumed run's metrics file equals an
-  uninterrupted run's.
+  `truncate_after(step)` drops records a crashed run wrote after its last checkpoint, and the
+  test splits' records (a finishing run writes them again), so a resumed run's metrics file
+  equals an uninterrupted run's.
   """
 
   def __init__(self, workdir: str):
@@ -85,7 +88,7 @@ class MetricWriter:
     if not self._active:
       return
     kept = [r for r in read_metrics(os.path.dirname(self._path))
-            if r["step"] <= step and r["split"] != "test"]
+            if r["step"] <= step and r["split"] in TRAINING_SPLITS]
     with open(self._path + ".tmp", "w") as f:
       f.writelines(json.dumps(r) + "\n" for r in kept)
     os.replace(self._path + ".tmp", self._path)

@@ -19,7 +19,9 @@ ALL_TIMES = jnp.arange(clock.MINUTES)
 CLASS_COUNTS = (24, 48, 72, 96, 192, 360, 720)
 ENCODINGS = [clock.task_config(name) for name in sorted(clock.ENCODINGS)
              if name != "classification"] + [
-                 clock.task_config("classification", classes=n) for n in CLASS_COUNTS]
+                 clock.task_config("classification", classes=n) for n in CLASS_COUNTS] + [
+                 clock.task_config("classification", classes=n, soft_minutes=20.0)
+                 for n in (48, 192)]
 
 
 def _decode(code: clock.Encoding, targets_BK) -> np.ndarray:
@@ -30,8 +32,8 @@ def _minutes(hour: int, minute: int) -> int:
   return 60 * hour + minute
 
 
-@pytest.mark.parametrize("config", ENCODINGS,
-                         ids=lambda c: f"{c.encoding}{c.classes if 'class' in c.encoding else ''}")
+@pytest.mark.parametrize("config", ENCODINGS, ids=lambda c: f"{c.encoding}" + (
+    f"{c.classes}{'_soft' if c.soft_minutes else ''}" if "class" in c.encoding else ""))
 def test_every_time_round_trips_exactly_or_within_half_a_bin(config):
   code = clock.encoding(config)
   targets_BK = code.encode(ALL_TIMES)
@@ -79,6 +81,29 @@ def test_periodic_takes_the_hour_from_the_hour_hand_less_the_minutes():
   assert _decode(code, jnp.concatenate([hour_sin_cos, minute_sin_cos], -1))[0] == _minutes(2, 59)
 
 
+def test_soft_classes_are_a_circular_gaussian_around_the_time():
+  hard = clock.encoding(clock.task_config("classification", classes=48))
+  soft = clock.encoding(clock.task_config("classification", classes=48, soft_minutes=15.0))
+  times_B = jnp.array([_minutes(0, 7), _minutes(11, 52), _minutes(6, 0)])
+  targets_BK = np.asarray(soft.encode(times_B))
+  np.testing.assert_allclose(targets_BK.sum(-1), 1, rtol=1e-6)
+  # The true bin gets the most, its neighbours (15 minutes on) e^-1/2 of it, round the 12 too.
+  np.testing.assert_array_equal(targets_BK.argmax(-1), np.asarray(hard.encode(times_B)).argmax(-1))
+  np.testing.assert_allclose(targets_BK[0, [47, 1]] / targets_BK[0, 0], np.exp(-0.5), rtol=1e-5)
+  np.testing.assert_allclose(targets_BK[1, [46, 0]] / targets_BK[1, 47], np.exp(-0.5), rtol=1e-5)
+
+
+def test_multihead_periodic_minute_knows_59_and_0_are_neighbours():
+  code = clock.encoding(clock.task_config("multihead_periodic"))
+  targets_BK = code.encode(jnp.array([_minutes(3, 59), _minutes(3, 0), _minutes(3, 30)]))
+  # A minute off round the 12 costs what a minute off anywhere else does.
+  one_minute_off = code.loss(targets_BK[:1], targets_BK[1:2]) - code.loss(targets_BK[1:2],
+                                                                         targets_BK[1:2])
+  half_an_hour_off = code.loss(targets_BK[2:], targets_BK[1:2]) - code.loss(targets_BK[1:2],
+                                                                           targets_BK[1:2])
+  assert 0 < one_minute_off[0] < 0.02 and half_an_hour_off[0] == pytest.approx(4.0)
+
+
 def test_cos_only_puts_12_and_1_closest_and_11_59_far_from_0_00():
   """The reports' periodic variant, Y = cos(pi h / 12), cos(pi m / 60): invertible on [0, 12)
   (every time round-trips, above), but its hours crowd together near 12 o'clock."""
@@ -101,6 +126,7 @@ def test_cos_only_puts_12_and_1_closest_and_11_59_far_from_0_00():
                               r"config.clock.encoding='periodic' needs 4 outputs$"),
     ("clock.encoding", "angles", r"^config.clock.encoding='angles': unknown encoding; allowed: "),
     ("data.augment.flip", "horizontal", r"a mirrored clock shows another time$"),
+    ("clock.soft_minutes", -1.0, r"^config.clock.soft_minutes=-1.0: must be >= 0 \(0 = one-hot\)$"),
 ])
 def test_config_mistakes_are_one_line_errors_before_any_data(key, value, message):
   config = config_lib.load(os.path.join(REPO, "configs/clock_periodic.py:smoke"))
@@ -124,17 +150,22 @@ def smoke_data_dir(tmp_path_factory) -> str:
 
 @pytest.mark.parametrize("spec", SMOKE_SPECS)
 def test_smoke_config_trains_and_writes_error_analysis(spec, smoke_data_dir, tmp_path):
+  """Each smoke run also holds a style out and tests on it, as a second test split."""
   config = config_lib.load(os.path.join(REPO, spec))
   config.data.dir = smoke_data_dir
+  config_lib.override(config, "data.clocks.held_out", ("dial=ellipse",))
+  config_lib.override(config, "data.extra_tests", ("test_styles",))
   results = train.run(config, str(tmp_path))
   with open(tmp_path / "results.json") as f:
     assert json.load(f) == json.loads(json.dumps(results))
-  test = results["test"]
-  for key in ("error_minutes", "error_minutes_median", "error_minutes_p90"):
-    assert 0 <= test[key] <= 360
+  for split, analysis_dir in (("test", tmp_path), ("test_styles", tmp_path / "test_styles")):
+    test = results[split]
+    for key in ("error_minutes", "error_minutes_median", "error_minutes_p90"):
+      assert 0 <= test[key] <= 360
+    # Per-example predictions feed the analysis; their means are no metric.
+    assert "predicted_minutes" not in test
+    for name in ("error_histogram.png", "worst_predictions.png"):
+      assert os.path.getsize(analysis_dir / name) > 1000
+  assert results["test_styles"] != results["test"]
   assert results["best_validation"]["metric"] == "error_minutes"
-  # Per-example predictions feed the analysis; their means are no metric.
-  assert not {"predicted_minutes"} & {
-      *test, *results["best_validation"]["metrics"]}
-  for name in ("error_histogram.png", "worst_predictions.png"):
-    assert os.path.getsize(tmp_path / name) > 1000
+  assert "predicted_minutes" not in results["best_validation"]["metrics"]

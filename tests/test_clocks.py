@@ -93,6 +93,14 @@ def test_bad_options_are_one_line_config_errors(key, value, message):
     clocks.config_for({**TINY, key: value})
 
 
+def test_testing_on_held_out_styles_needs_styles_held_out(tmp_path):
+  config = _data_config(str(tmp_path))
+  config.extra_tests = ("test_styles",)
+  with pytest.raises(ConfigError, match=r"^config\.data\.extra_tests: 'test_styles' holds the "
+                                        r"held-out styles; name them in config\.data\.clocks"):
+    data.load(config, seed=0)
+
+
 HELD_OUT = dict(TINY, held_out=("hands=lance", "dial=ellipse", "dial=ellipse"))
 
 
@@ -121,6 +129,12 @@ def test_held_out_style_families_are_never_trained_on_and_are_all_of_test_styles
   config.validation_size = 0.1
   splits = data.load(config, seed=0)
   np.testing.assert_array_equal(splits.test["image"],
+                                tfds_io.read_split(name, "test_styles", str(tmp_path))["image"])
+  # Served as 'test' or not, test_styles is the data set's split of that name: an extra test.
+  config.clocks.test_split = "test"
+  config.extra_tests = ("test_styles",)
+  splits = data.load(config, seed=0)
+  np.testing.assert_array_equal(splits.extra_tests["test_styles"]["image"],
                                 tfds_io.read_split(name, "test_styles", str(tmp_path))["image"])
 
 

@@ -128,6 +128,7 @@ def test_dropout_is_active_only_in_train_mode():
 
 @pytest.mark.parametrize("model, key, value, problem", [
     (cnn.CNN, "kernel_sizes", (3,), "needs one size per conv layer"),
+    (cnn.CNN, "strides", (1, 2, 2), "needs one stride per conv layer"),
     (cnn.CNN, "pool_after", (2,), "conv layer indices in [0, 2)"),
     (cnn.CNN, "dropout_after", (-1,), "conv layer indices in [0, 2)"),
     (mlp.MLP, "dropout_after", (2,), "hidden layer indices in [0, 2)"),
@@ -155,6 +156,13 @@ def test_misshapen_layer_lists_are_config_errors(model, key, value, problem):
 def test_sizes_and_rates_out_of_range_are_config_errors(model, key, value, problem):
   with pytest.raises(ConfigError, match=rf"^config\.model\.{key}=.*: {re.escape(problem)}$"):
     model(**{key: value})
+
+
+def test_cnn_strides_may_differ_per_layer():
+  model = cnn.CNN(conv_features=(2, 3, 4), kernel_sizes=(3, 3, 3), strides=(1, 2, 2),
+                  padding="SAME", pool_after=(), dropout_after=(), hidden=())
+  params = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 1)), train=False)["params"]
+  assert params["Dense_0"]["kernel"].shape == (4 * 4 * 4, 10)  # 16 -> 16 -> 8 -> 4
 
 
 def test_traced_dropout_rates_are_not_range_checked():

@@ -6,6 +6,9 @@ examples decoded when read) or a dict of numpy arrays with a leading example axi
 memory). `load` carves out the validation split as `data.validation` says, as index sets over
 the sources (`split_sources`), then either reads a split into arrays, for `pipeline.OnDevice`,
 or leaves it as a `Subset` of its source, for `pipeline.Streaming`, as `data.pipeline` says.
+
+A loader may return more of the data set's own splits under their names (the clocks' held-out
+styles, 'test_styles'); `data.extra_tests` names those a run also tests on, after 'test'.
 """
 
 import dataclasses
@@ -56,6 +59,10 @@ def data_config(name: str, **overrides) -> ml_collections.ConfigDict:
       # set's own 'validation' split (tiny_imagenet).
       validation="test",
       validation_size=0.0,
+      # More of the data set's own splits to test on, each scored after 'test' with the same
+      # tested state and reported under its name (results.json, metrics.jsonl, the task's
+      # analysis in WORKDIR/NAME/): e.g. ('test_styles',), clocks of styles never trained on.
+      extra_tests=(),
       train_limit=0,  # keep only the first N train examples (0 = all): smoke runs
       eval_limit=0,  # keep only the first N validation and test examples (0 = all)
       # 'per_channel': standardise with the train split's mean/std of each channel (Keras'
@@ -96,6 +103,7 @@ class Splits:
   validation: Split | None
   test: Split
   label_names: tuple[str, ...] | None = None  # the data set's class names, where it has them
+  extra_tests: dict[str, Split] = dataclasses.field(default_factory=dict)  # `data.extra_tests`
   # `train_stats` results: a task built several times from these splits (trials trained
   # together build theirs inside each trace) reads the train split once.
   _train_stats: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
@@ -131,6 +139,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"config.data.{key}={config[key]}: must be >= 0 (0 = all)")
   if config.workers < 0:
     raise ConfigError(f"config.data.workers={config.workers}: must be >= 0")
+  extra = config.extra_tests
+  if (not isinstance(extra, tuple | list) or not all(isinstance(name, str) for name in extra)
+      or len(set(extra)) < len(extra) or set(extra) & {"train", "validation", "test"}):
+    raise ConfigError(f"config.data.extra_tests={extra!r}: must be a tuple of distinct split "
+                      "names other than train, validation and test, e.g. ('test_styles',)")
   if config.permute_pixels and any(config.augment.values()):
     raise ConfigError(f"config.data.permute_pixels=True: augmenting permuted images is "
                       f"meaningless; turn config.data.augment={config.augment.to_dict()} off")
@@ -138,7 +151,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def split_sources(config: ml_collections.ConfigDict, seed: int,
                   sources: dict[str, Source]) -> dict[str, Subset | None]:
-  """The 'train', 'validation' and 'test' splits as subsets of the data set's own splits.
+  """The 'train', 'validation' and 'test' splits, and the `extra_tests`, as subsets of the data
+  set's own splits.
 
   'first' / 'last' / 'random' hold out `validation_size` examples of `sources['train']` (the
   'random' ones drawn with `seed`, kept in the order drawn); the rest, in stored order, is train.
@@ -154,16 +168,19 @@ def split_sources(config: ml_collections.ConfigDict, seed: int,
   def first(subset: Subset, n: int) -> Subset:
     return Subset(subset.source, subset.index_N[:n]) if n else subset
 
+  def evaluated(name: str) -> Subset:
+    """The data set's own split `name`, whole, for evaluation (up to `eval_limit`)."""
+    return first(Subset(sources[name], np.arange(_num_examples(sources[name]))),
+                 config.eval_limit)
+
   train = Subset(sources["train"], np.arange(num_train))
-  test = first(Subset(sources["test"], np.arange(_num_examples(sources["test"]))),
-               config.eval_limit)
+  test = evaluated("test")
   validation = {"test": test, "none": None}.get(config.validation)
   if config.validation == "dataset":
     if "validation" not in sources:
       raise ConfigError(f"config.data.validation='dataset': {config.name} has no validation "
                         f"split; allowed: {', '.join(VALIDATION_MODES[:-1])}")
-    validation = first(Subset(sources["validation"],
-                              np.arange(_num_examples(sources["validation"]))), config.eval_limit)
+    validation = evaluated("validation")
   if config.validation in ("first", "last", "random"):
     order = train.index_N
     if config.validation == "random":
@@ -172,7 +189,14 @@ def split_sources(config: ml_collections.ConfigDict, seed: int,
       order = np.roll(order, num_validation)  # the held-out tail moves to the front
     validation = first(Subset(train.source, order[:num_validation]), config.eval_limit)
     train = Subset(train.source, np.sort(order[num_validation:]))
-  return {"train": first(train, config.train_limit), "validation": validation, "test": test}
+  splits = {"train": first(train, config.train_limit), "validation": validation, "test": test}
+  for name in config.get("extra_tests", ()):  # (a run's config.json from before it: none)
+    if name not in sources:
+      others = sorted(set(sources) - {"train", "validation", "test"})
+      raise ConfigError(f"config.data.extra_tests: {name!r} is not a split of {config.name}; "
+                        f"allowed: {', '.join(others) or '(none)'}")
+    splits[name] = evaluated(name)
+  return splits
 
 
 def load(config: ml_collections.ConfigDict, seed: int) -> Splits:
@@ -194,8 +218,21 @@ def load(config: ml_collections.ConfigDict, seed: int) -> Splits:
   validation = subsets["validation"]
   if validation is not None:  # validating on the test split: the same split, placed once
     validation = test if validation is subsets["test"] else place(validation)
+  extra_tests = {name: place(subset) for name, subset in subsets.items()
+                 if name not in ("train", "validation", "test")}
+  for name, split in extra_tests.items():
+    # The eval step is compiled once, for the test split's example shapes.
+    if (spec := example_spec(split)) != (test_spec := example_spec(test)):
+      raise ConfigError(f"config.data.extra_tests: {name!r} has examples {spec}, unlike the "
+                        f"test split's {test_spec}")
   return Splits(train=train, validation=validation, test=test,
-                label_names=label_names(sources["train"]))
+                label_names=label_names(sources["train"]), extra_tests=extra_tests)
+
+
+def example_spec(split: Split) -> dict[str, tuple[tuple[int, ...], str]]:
+  """Each feature's shape and dtype in one example of `split` (reads its first example)."""
+  first = read(split, np.arange(1)) if isinstance(split, Subset) else split
+  return {key: (tuple(value.shape[1:]), str(value.dtype)) for key, value in first.items()}
 
 
 def label_names(source: Source) -> tuple[str, ...] | None:

@@ -24,7 +24,8 @@ Train and test then hold only the other clocks (the first N of the seed's, in in
 held-out-style clocks as test has, rendered from the same seed. Which images a split holds,
 and so the style each was drawn with, follows from the seed (`split_indices`, `split_styles`):
 tests prove from it that no train image has a held-out family. With nothing held out the data
-set, its name and its files are exactly those of before.
+set, its name and its files are exactly those of before. A run scores `test_styles` beside
+`test` with `config.data.extra_tests=('test_styles',)` (the loader serves it under its name).
 
 Images are stored as raw bytes (`tfds.features.Tensor`, encoding 'bytes'), not as PNG
 (`tfds.features.Image`): TFDS needs tensorflow to encode PNGs, and encoding them with Pillow
@@ -72,7 +73,8 @@ OPTIONS = dict(
     # 'family=value' of clock_render.STYLE_FAMILIES. See "Held-out styles" above.
     held_out=(),
     # Which stored split the loader serves as 'test': 'test', or 'test_styles' (the held-out
-    # styles; for `--mode=evaluate`).
+    # styles; for `--mode=evaluate`). A run that trains scores both at once with
+    # `config.data.extra_tests=('test_styles',)`.
     test_split="test",
 )
 
@@ -322,9 +324,16 @@ def load(config: ml_collections.ConfigDict) -> dict[str, Any]:
   if test_split != "test" and config.validation == "test":
     raise ConfigError(f"config.data.validation='test' with config.data.clocks.test_split="
                       f"{test_split!r}: would pick the model on the held-out styles")
+  if "test_styles" in config.get("extra_tests", ()) and not config.clocks.get("held_out"):
+    raise ConfigError("config.data.extra_tests: 'test_styles' holds the held-out styles; name "
+                      "them in config.data.clocks.held_out")
   reader = prepared(config.clocks, config.dir or None)
+  # The stored splits besides train and the one served as 'test', under their own names, for
+  # `data.extra_tests`: with styles held out, 'test_styles'.
   return {"train": reader.as_data_source(split="train"),
-          "test": reader.as_data_source(split=test_split)}
+          "test": reader.as_data_source(split=test_split),
+          **{split: reader.as_data_source(split=split) for split in reader.info.splits
+             if split not in ("train", "test", test_split)}}
 
 
 def prepare_course(source_dir: str, data_dir: str | None = None, *, force: bool = False) -> str:

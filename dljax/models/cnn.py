@@ -39,7 +39,9 @@ from dljax.models import layers
 class CNN(nn.Module):
   conv_features: Sequence[int] = (32, 64)
   kernel_sizes: Sequence[int] = (3, 3)  # one per conv layer
-  strides: int = 1
+  # One stride for every conv layer, or one per layer: e.g. (1, 1, 2, 2, 2) keeps the first
+  # layers at full resolution, where a stride of 2 would step over lines a pixel wide.
+  strides: int | Sequence[int] = 1
   padding: str = "VALID"
   # Indices of the conv layers with BatchNorm / followed by a 2x2 max-pool / by Dropout.
   batch_norm_after: Sequence[int] = ()
@@ -61,9 +63,12 @@ class CNN(nn.Module):
     for key in ("conv_dropout", "dropout"):
       layers.check_rate(key, getattr(self, key))
     num_convs = len(self.conv_features)
-    if len(self.kernel_sizes) != num_convs:
-      raise ConfigError(f"config.model.kernel_sizes={tuple(self.kernel_sizes)}: needs one size "
-                        f"per conv layer ({num_convs}, as conv_features)")
+    per_layer = {"kernel_sizes": "size", **({} if isinstance(self.strides, int) else
+                                            {"strides": "stride"})}
+    for key, noun in per_layer.items():
+      if len(getattr(self, key)) != num_convs:
+        raise ConfigError(f"config.model.{key}={tuple(getattr(self, key))}: needs one {noun} per "
+                          f"conv layer ({num_convs}, as conv_features)")
     for key in ("batch_norm_after", "pool_after", "dropout_after"):
       layers.check_layer_indices(key, getattr(self, key), num_convs, "conv")
 
@@ -72,9 +77,11 @@ class CNN(nn.Module):
     act = layers.activation(self.activation)
     inits = layers.param_inits(self.kernel_init, self.bias_init)
     x = x_BHWC
-    for index, (features, size) in enumerate(zip(self.conv_features, self.kernel_sizes,
-                                                 strict=True)):
-      x = nn.Conv(features, (size, size), strides=self.strides, padding=self.padding,
+    strides = [self.strides] * len(self.conv_features) if isinstance(self.strides, int) else (
+        self.strides)
+    for index, (features, size, stride) in enumerate(zip(self.conv_features, self.kernel_sizes,
+                                                         strides, strict=True)):
+      x = nn.Conv(features, (size, size), strides=stride, padding=self.padding,
                   conv_general_dilated=layers.conv_general_dilated, **inits)(x)
       if index in self.batch_norm_after:
         x = layers.batch_norm(x, train=train)

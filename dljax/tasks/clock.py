@@ -10,6 +10,8 @@ would give), how outputs become a time again, and the loss between outputs and t
                                                                   around the 12-hour circle
     classification   N        one-hot of bin floor(t N / 720)     the bin's centre; cross-entropy
     multihead        12 + 1   one-hot of h, and m / 60            argmax, and 60 * output
+    multihead_periodic 12 + 2 one-hot of h, and sin, cos of the   argmax, and atan2; cross-
+                              minute hand's angle                 entropy + squared error
     periodic         4        sin, cos of the hour and minute     atan2; the hour from the hour
                               hands' angles                       hand and the decoded minute
     cos_only         2        cos(pi h / 12), cos(pi m / 60)      arccos (the reports' variant)
@@ -63,6 +65,9 @@ def task_config(encoding: str = "periodic", **overrides) -> ml_collections.Confi
   config = ml_collections.ConfigDict(dict(
       encoding=encoding,  # a key of ENCODINGS
       classes=24,  # classification: bins of 720 / classes minutes
+      # classification: soft targets, a circular Gaussian of this standard deviation in minutes
+      # over the bins' centres (0 = one-hot): a bin next to the true one earns part of the credit.
+      soft_minutes=0.0,
   ))
   config.update(overrides)
   return config
@@ -103,18 +108,25 @@ def _squared_circular_hours(outputs_B1, targets_B1):
   return jnp.square(difference_B)
 
 
-def _classification(num_classes: int) -> Encoding:
+def _classification(num_classes: int, soft_minutes: float) -> Encoding:
   """N bins of 720 / N minutes; a bin decodes to the middle of the whole minutes it holds.
 
   (For 720 bins that is the minute itself, not the bin's geometric centre half a minute later.)
+  With `soft_minutes` > 0 the targets are a circular Gaussian over the bins' centres around the
+  true time instead of one-hot, so the loss knows which wrong bins are nearly right.
   """
   first_K = -(-np.arange(num_classes + 1) * MINUTES // num_classes)  # ceil(k * 720 / N)
   centre_K = jnp.asarray((first_K[:-1] + first_K[1:] - 1) / 2.0, jnp.float32)
-  return Encoding(
-      width=num_classes,
-      encode=lambda minutes_B: jax.nn.one_hot(minutes_B * num_classes // MINUTES, num_classes),
-      decode=lambda logits_BK: centre_K[jnp.argmax(logits_BK, axis=-1)],
-      loss=optax.softmax_cross_entropy)
+
+  def encode(minutes_B):
+    if not soft_minutes:
+      return jax.nn.one_hot(minutes_B * num_classes // MINUTES, num_classes)
+    distance_BK = common_sense_minutes(minutes_B[:, None], centre_K)
+    return jax.nn.softmax(-0.5 * jnp.square(distance_BK / soft_minutes), axis=-1)
+
+  return Encoding(width=num_classes, encode=encode,
+                  decode=lambda logits_BK: centre_K[jnp.argmax(logits_BK, axis=-1)],
+                  loss=optax.softmax_cross_entropy)
 
 
 def _encode_multihead(minutes_B):
@@ -132,12 +144,37 @@ def _multihead_loss(outputs_B13, targets_B13):
           + jnp.square(outputs_B13[:, 12] - targets_B13[:, 12]))
 
 
+def _minute_hand(minutes_B):
+  """(sin, cos) of the minute hand's angle, clockwise from 12: [B, 2]."""
+  angle_B = 2 * jnp.pi * (minutes_B % 60) / 60.0
+  return jnp.stack([jnp.sin(angle_B), jnp.cos(angle_B)], axis=-1)
+
+
+def _minute_from_hand(sin_cos_B2):
+  """The minute in [0, 60) that a minute hand's (sin, cos) points at."""
+  return jnp.arctan2(sin_cos_B2[:, 0], sin_cos_B2[:, 1]) * 60 / (2 * jnp.pi) % 60.0
+
+
+def _encode_multihead_periodic(minutes_B):
+  return jnp.concatenate([jax.nn.one_hot(minutes_B // 60, 12), _minute_hand(minutes_B)], axis=-1)
+
+
+def _decode_multihead_periodic(outputs_B14):
+  return 60.0 * jnp.argmax(outputs_B14[:, :12], axis=-1) + _minute_from_hand(outputs_B14[:, 12:])
+
+
+def _multihead_periodic_loss(outputs_B14, targets_B14):
+  """The hour as a class (the net sees both hands: 2:59 is 2, its hour hand almost at 3), the
+  minute hand's angle as a point on the circle (59 and 0 are neighbours, unlike for m / 60)."""
+  return (optax.softmax_cross_entropy(outputs_B14[:, :12], targets_B14[:, :12])
+          + _squared_error(outputs_B14[:, 12:], targets_B14[:, 12:]))
+
+
 def _encode_periodic(minutes_B):
   """(sin, cos) of the hour hand's and the minute hand's angles, clockwise from 12."""
   hour_angle_B = 2 * jnp.pi * minutes_B / MINUTES
-  minute_angle_B = 2 * jnp.pi * (minutes_B % 60) / 60.0
-  return jnp.stack([jnp.sin(hour_angle_B), jnp.cos(hour_angle_B), jnp.sin(minute_angle_B),
-                    jnp.cos(minute_angle_B)], axis=-1)
+  return jnp.concatenate([jnp.stack([jnp.sin(hour_angle_B), jnp.cos(hour_angle_B)], axis=-1),
+                          _minute_hand(minutes_B)], axis=-1)
 
 
 def _decode_periodic(outputs_B4):
@@ -147,7 +184,7 @@ def _decode_periodic(outputs_B4):
   at 2, so 2:59 does not become 3:59.
   """
   hand_B = jnp.arctan2(outputs_B4[:, 0], outputs_B4[:, 1]) * 12 / (2 * jnp.pi)  # in hours
-  minute_B = jnp.arctan2(outputs_B4[:, 2], outputs_B4[:, 3]) * 60 / (2 * jnp.pi) % 60.0
+  minute_B = _minute_from_hand(outputs_B4[:, 2:])
   hour_B = jnp.round(hand_B - minute_B / 60.0) % 12
   return 60.0 * hour_B + minute_B
 
@@ -170,8 +207,11 @@ ENCODINGS: dict[str, Callable[[ml_collections.ConfigDict], Encoding]] = {
     "regression": lambda _: Encoding(1, _encode_hours, _decode_hours, _squared_error),
     "regression_wrap": lambda _: Encoding(1, _encode_hours, _decode_hours,
                                           _squared_circular_hours),
-    "classification": lambda clock: _classification(clock.classes),
+    # (.get: a run's config.json from before soft targets has none)
+    "classification": lambda clock: _classification(clock.classes, clock.get("soft_minutes", 0.0)),
     "multihead": lambda _: Encoding(13, _encode_multihead, _decode_multihead, _multihead_loss),
+    "multihead_periodic": lambda _: Encoding(14, _encode_multihead_periodic,
+                                             _decode_multihead_periodic, _multihead_periodic_loss),
     "periodic": lambda _: Encoding(4, _encode_periodic, _decode_periodic, _squared_error),
     "cos_only": lambda _: Encoding(2, _encode_cos_only, _decode_cos_only, _squared_error),
 }
@@ -184,6 +224,8 @@ def encoding(clock: ml_collections.ConfigDict) -> Encoding:
                       f"{', '.join(sorted(ENCODINGS))}")
   if clock.encoding == "classification" and not 2 <= clock.classes <= MINUTES:
     raise ConfigError(f"config.clock.classes={clock.classes}: must be in [2, {MINUTES}]")
+  if clock.get("soft_minutes", 0.0) < 0:
+    raise ConfigError(f"config.clock.soft_minutes={clock.soft_minutes}: must be >= 0 (0 = one-hot)")
   return ENCODINGS[clock.encoding](clock)
 
 
