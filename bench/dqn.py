@@ -4,11 +4,12 @@ r"""DQN on CartPole-v0, the four agents over many seeds: the speed of the jitted
     python bench/dqn.py --seeds=4 --episodes=20       # a quick look
     python bench/dqn.py --override=dqn.target_update_every=100   # with a target network
 
-Runs `python -m launch.sweep --config=configs/dqn_cartpole.py --sweep=agents --vmap
---parallel=N` (the seeds of an agent trained together, one process and one jit per agent,
-N agents at a time: default one per CPU core, since compiling, the per-trial files and much of
-an environment step are single-threaded), each trial into its own workdir under --workdir, and
-reads the trials' files. Prints one JSON object (also written to WORKDIR/dqn_study.json): the
+Runs `python -m launch.sweep --config=configs/dqn_cartpole.py --sweep=agents --vmap`: all the
+trials (agents differ in `dqn.policy` and `dqn.target`, choices that trials trained together may
+differ in) train together in one process and one jit, their axis split over --devices CPU
+devices (`XLA_FLAGS=--xla_force_host_platform_device_count=N`, default one per core: each core
+steps its share of the trials), each trial into its own workdir under --workdir; then it reads
+the trials' files. Prints one JSON object (also written to WORKDIR/dqn_study.json): the
 machine, the settings, the wall seconds of the whole sweep, and per agent the compile and train
 seconds, the environment steps taken (every episode's return: CartPole pays 1 a step) and steps
 per second, and the study: the mean of the last 50 returns at episodes 50, 100, 150 and 200
@@ -54,10 +55,13 @@ def run_sweep(args: argparse.Namespace) -> dict[str, list[str]]:
     return agents
   overrides = [f"num_steps={args.episodes}",
                f"eval_every_steps={args.eval_every or args.episodes}", *args.override]
+  flags = os.environ.get("XLA_FLAGS", "")
+  env = dict(os.environ, XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count="
+             f"{args.devices}".strip())
   subprocess.run([sys.executable, "-m", "launch.sweep", f"--config={CONFIG}", "--sweep=agents",
-                  "--vmap", f"--parallel={args.parallel}", f"--workdir={args.workdir}",
-                  *(f"--trial={name}" for name in trials),
-                  *(f"--config.{item}" for item in overrides)], check=True, stdout=sys.stderr)
+                  "--vmap", f"--workdir={args.workdir}", *(f"--trial={name}" for name in trials),
+                  *(f"--config.{item}" for item in overrides)], check=True, stdout=sys.stderr,
+                 env=env)
   return agents
 
 
@@ -119,8 +123,8 @@ def main() -> None:
                       help="episodes between evaluations and checkpoints (0: only at the end)")
   parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                       help="a config override for every trial (repeatable)")
-  parser.add_argument("--parallel", type=int, default=os.cpu_count(),
-                      help="agents trained at once, each in its own process")
+  parser.add_argument("--devices", type=int, default=os.cpu_count(),
+                      help="CPU devices the trials are split over (one per core)")
   parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "dqn_bench"))
   parser.add_argument("--plot", default="", help="write the study's PNG here")
   parser.add_argument("--summarize", action="store_true",

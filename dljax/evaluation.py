@@ -54,7 +54,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, name: str = "",
   start = time.perf_counter()
   eval_sums = jax.jit(train.masked_sums(task.eval_step, eval_key), out_shardings=replicated)
   metrics = train.split_metrics(eval_sums, state, task, split_data, batch_size,
-                                trials.Stack(1, replicated))[0]
+                                trials.Stack(1, mesh))[0]
   out_dir = os.path.join(workdir, f"eval_{name}")
   os.makedirs(out_dir, exist_ok=True)
   writer = writers.MetricWriter(out_dir)

@@ -180,7 +180,14 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
   num_trials = len(configs)
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
-  stack = trials.Stack(num_trials, replicated)
+  # A task with no data set has no batch to split over the devices, so its trials are split
+  # instead, where the devices divide them: each device steps its share (DQN's 128 trials on 2
+  # CPU devices, XLA_FLAGS=--xla_force_host_platform_device_count=2: 2x the trials a second of
+  # one CPU device, whose XLA threads gained nothing on the small per-trial work). In one
+  # process, which holds every trial to write its files.
+  devices = mesh.devices.size
+  stack = trials.Stack(num_trials, mesh, split="data" not in config and devices > 1 and (
+      num_trials % devices == 0) and jax.process_count() == 1)
   feed = _Data(configs, mesh, stack)
   total_steps, eval_every = feed.total_steps(config), feed.eval_every(config)
   roots = [jax.random.key(c.seed) for c in configs]
@@ -230,9 +237,9 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
   example_eval_batch = feed.example_eval_batch()
   compile_start = time.perf_counter()
   with _traced_values(values_K):
-    init = jax.jit(init, out_shardings=replicated)
+    init = jax.jit(init, out_shardings=stack.sharding)
     abstract_state = checkpoint.abstract_like(
-        jax.eval_shape(init, params_key_K, example_batch), replicated)
+        jax.eval_shape(init, params_key_K, example_batch), stack.sharding)
     if example_eval_batch is not None:
       eval_sums = jax.jit(eval_sums, out_shardings=replicated).lower(
           abstract_state, *example_eval_batch, np.int32(0)).compile()
@@ -246,8 +253,9 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
       with _traced_values(values_K):
         compiled_calls[count] = jax.jit(
             train_step if count == 1 else train_steps, donate_argnums=0,
-            out_shardings=replicated).lower(abstract_state, feed.arrays, feed.feed(0) if (
-                count == 1) else feed.feeds(0, count), np.int32(0)).compile()
+            out_shardings=(stack.sharding, replicated)).lower(  # (state, metrics)
+                abstract_state, feed.arrays,
+                feed.feed(0) if count == 1 else feed.feeds(0, count), np.int32(0)).compile()
       compile_seconds += time.perf_counter() - start
     return compiled_calls[count]
 
@@ -285,7 +293,7 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
                        lambda: init(params_key_K, example_batch))
   for run_k in runs:
     writers.write_json(os.path.join(run_k.workdir, workdir_lib.CONFIG_FILE),
-                _run_info(run_k, num_trials, step, feed.splits, example_batch,
+                _run_info(run_k, stack, step, feed.splits, example_batch,
                           example_axis=1 if feed.batch_axis is None else 2))
 
   # 4. Train. ------------------------------------------------------------------------------------
@@ -352,15 +360,19 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
     raise RunError("; ".join(_divergence_message(r) for r in diverged))
 
   # 5. Test and write results. -------------------------------------------------------------------
-  tested_states = []
-  for k, run_k in enumerate(runs):
+  for run_k in runs:
     best, last_step = run_k.meta["best"], run_k.meta["step"]
     run_k.meta["tested_step"] = (best["step"] if stopping.restore_best and best is not None
                                  else last_step)
-    tested_states.append(
-        stack.take(state, k) if run_k.meta["tested_step"] == step or run_k in diverged
-        else run_k.checkpointer.restore(run_k.meta["tested_step"], abstract_trial_state)[0])
-  state = stack.stack(tested_states, replicated)
+  # Trials tested at an earlier step (their best) are restored from their checkpoints; the
+  # others are tested as they are. Where none is restored, the state stays as it is: taking the
+  # trials apart and stacking them again compiled a jit of 128 states for the DQN study (seconds).
+  restored = {k: run_k.checkpointer.restore(run_k.meta["tested_step"], abstract_trial_state)[0]
+              for k, run_k in enumerate(runs)
+              if run_k.meta["tested_step"] != step and run_k not in diverged}
+  if restored:
+    state = stack.stack([restored[k] if k in restored else stack.take(state, k)
+                         for k in range(num_trials)], stack.sharding)
   test_start = time.perf_counter()
   tests = assess(state, "test", step, runs)
   test_seconds = time.perf_counter() - test_start
@@ -378,15 +390,16 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
     tested = {"test": tests[k], **{name: metrics[k] for name, metrics in extra_tests.items()}}
     for name, metrics in tested.items():
       if task.analyze is not None and name in feed.eval:
-        outputs, examples = gather_outputs(tested_states[k], task, feed.eval[name],
+        tested_state = stack.take(state, k)
+        outputs, examples = gather_outputs(tested_state, task, feed.eval[name],
                                            feed.eval_batch_size, stream_keys("eval")[k])
         # The test split's analysis goes into the workdir, an extra test's into WORKDIR/NAME/.
         analysis_dir = run_k.workdir if name == "test" else os.path.join(run_k.workdir, name)
         if jax.process_index() == 0:
           os.makedirs(analysis_dir, exist_ok=True)
-          metrics.update(task.analyze(tested_states[k], outputs, examples, analysis_dir))
+          metrics.update(task.analyze(tested_state, outputs, examples, analysis_dir))
       run_k.writer.write(run_k.meta["step"], name, metrics)
-    results.append(_results(run_k.meta, tested, tested_states[k], feed, stopping, num_trials,
+    results.append(_results(run_k.meta, tested, abstract_trial_state, feed, stopping, num_trials,
                             startup_seconds, compile_seconds, test_seconds / num_trials))
     run_k.close()
     if jax.process_index() == 0:
@@ -398,7 +411,7 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
   return results
 
 
-def _results(meta: dict[str, Any], tested: dict[str, dict[str, float]], tested_state: Any,
+def _results(meta: dict[str, Any], tested: dict[str, dict[str, float]], abstract_state: Any,
              feed: _Data, stopping: ml_collections.ConfigDict, num_trials: int,
              startup_seconds: float | None, compile_seconds: float,
              test_seconds: float) -> dict[str, Any]:
@@ -413,7 +426,7 @@ def _results(meta: dict[str, Any], tested: dict[str, dict[str, float]], tested_s
       "steps": meta["step"],
       "epochs": feed.epochs(meta["step"]),
       "stopped_early": meta["stopped_early"],
-      "parameters": int(sum(np.prod(x.shape) for x in jax.tree.leaves(tested_state.params))),
+      "parameters": int(sum(np.prod(x.shape) for x in jax.tree.leaves(abstract_state.params))),
       "train_seconds": seconds,
       # Of this process: from its command (python's start) to its first train step, and the
       # part of that spent compiling the steps.
@@ -654,7 +667,7 @@ class _PreemptionFlag:
     return self._received
 
 
-def _run_info(run_k: _Trial, trials_together: int, step: int, splits: data.Splits | None,
+def _run_info(run_k: _Trial, stack: trials.Stack, step: int, splits: data.Splits | None,
               example_batch: Batch, example_axis: int) -> dict[str, Any]:
   """config.json: the config, what one example looks like (so the trained model can be used
   without its data set: `dljax.load`), the software and hardware that ran it, and every config
@@ -675,7 +688,9 @@ def _run_info(run_k: _Trial, trials_together: int, step: int, splits: data.Split
       # One example's arrays: the batch's leading axes (trials, examples) left out.
       "example_spec": {name: {"shape": list(value.shape[example_axis:]), "dtype": str(value.dtype)}
                        for name, value in example_batch.items()},
-      "trials_together": trials_together,
+      "trials_together": stack.size,
+      # Whether each device stepped its share of the trials, not all of them (trials.Stack).
+      "trials_split_over_devices": stack.split,
       "dljax_version": dljax.__version__,
       "jax_version": jax.__version__,
       "python_version": platform.python_version(),

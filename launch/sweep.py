@@ -273,12 +273,25 @@ def say(line: str) -> None:
   sys.stdout.flush()
 
 
+def cpu_slots(parallel: int) -> list[set[int] | None]:
+  """The CPUs of each of `parallel` worker slots: this process's CPUs split into that many
+  disjoint runs of neighbours; all None (no pinning) for one slot or fewer CPUs than slots."""
+  cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+  if parallel < 2 or len(cpus) < parallel:
+    return [None] * parallel
+  return [set(cpus[slot * len(cpus) // parallel:(slot + 1) * len(cpus) // parallel])
+          for slot in range(parallel)]
+
+
 def run_local(runs: list[dict[str, Any]], parallel: int, per_device: int = 1) -> list[str]:
   """Runs the jobs, `parallel` processes at a time; returns the names of the trials that failed.
 
   With `parallel` > 1 each process sees one device, `per_device` processes sharing each: the
   first ceil(parallel / per_device) of CUDA_VISIBLE_DEVICES (or 0, 1, ...), each process taking
-  at most 0.9 / per_device of its device's memory.
+  at most 0.9 / per_device of its device's memory. Each of the `parallel` slots also has CPUs of
+  its own (`cpu_slots`), which its processes are pinned to: unpinned, two DQN processes on the
+  2-core machine each ran at half the speed of one alone, their XLA threads migrating between
+  the cores; pinned, each ran at the speed of one alone.
   """
   needed = -(-parallel // per_device)
   visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -288,15 +301,18 @@ def run_local(runs: list[dict[str, Any]], parallel: int, per_device: int = 1) ->
                       f"CUDA_VISIBLE_DEVICES={visible} has {len(devices)}")
   memory_fraction = 0.9 / per_device if per_device > 1 and parallel > 1 else None
   free = queue.SimpleQueue()
-  for slot in range(parallel):
-    free.put(devices[slot // per_device] if parallel > 1 else None)
+  for slot, cpus in enumerate(cpu_slots(parallel)):
+    free.put((devices[slot // per_device] if parallel > 1 else None, cpus))
 
   def run(index: int, job: dict[str, Any]) -> list[str]:
-    device = free.get()
+    device, cpus = slot = free.get()
     names = job["names"]
     label = f"[{index + 1}/{len(runs)}] {names[0]}" + (
         f" (+{len(names) - 1} trained together)" if len(names) > 1 else "")
-    say(f"{label}: started" + (f" on device {device}" if device else ""))
+    say(f"{label}: started" + (f" on device {device}" if device else "") +
+        (f" on CPUs {','.join(map(str, sorted(cpus)))}" if cpus else ""))
+    if cpus:  # this thread's CPUs, which the process it starts inherits (no window unpinned)
+      os.sched_setaffinity(0, cpus)
     start = time.perf_counter()
     try:
       results = run_job(job["command"], job["workdirs"], device, memory_fraction)
@@ -304,7 +320,7 @@ def run_local(runs: list[dict[str, Any]], parallel: int, per_device: int = 1) ->
       say(f"{label}: failed: {error}")
       return names
     finally:
-      free.put(device)
+      free.put(slot)
     outcome = "done" if all(results) else "stopped by SIGTERM; run again to resume"
     say(f"{label}: {outcome} in {time.perf_counter() - start:.0f} s")
     return []

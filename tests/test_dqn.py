@@ -5,6 +5,8 @@ the config errors."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import warnings
 
 import gymnasium
@@ -17,6 +19,7 @@ import configs.dqn_cartpole
 from dljax import checkpoint, config_lib, envs, tasks, train
 from dljax.errors import ConfigError
 from dljax.tasks import dqn
+from tests.conftest import REPO, cpu_env
 from tests.test_contract import saved_state
 from tests.test_train import assert_trees_close, read_jsonl, start_and_stop_after_first_checkpoint
 
@@ -107,21 +110,82 @@ def test_a_smoke_run_learns_one_episode_a_step(tmp_path):
       np.testing.assert_array_equal(state[f"target_{path}"], value)
 
 
-def test_seeds_of_the_sarsa_softmax_agent_train_together_as_alone(tmp_path):
-  """With the options off by default on: Huber loss, and a target network copied every 1000
-  updates (not within the smoke run's 6 episodes)."""
-  configs = [smoke_config("policy=softmax,target=sarsa", seed=seed, **{
-      "dqn.loss": "huber", "dqn.target_update_every": 1000}) for seed in (0, 1)]
-  together = train.run_together(configs, [str(tmp_path / "0"), str(tmp_path / "1")])
-  alone = train.run(configs[1], str(tmp_path / "alone"))
-  assert together[1]["test"] == alone["test"]
-  assert together[0]["test"] != alone["test"]  # another seed, other episodes
-  last = saved_state(str(tmp_path / "alone"))
-  assert_trees_close(saved_state(str(tmp_path / "1")), last, atol=1e-5)
-  first = checkpoint.read_state(str(tmp_path / "alone" / "checkpoints"), 3)
+# The four agents x two seeds, with the options off by default on: Huber loss, and a target
+# network copied every 1000 updates (not within the smoke run's 6 episodes).
+AGENTS_TOGETHER = [{"arg": f"policy={policy},target={target}", "seed": seed}
+                   for policy in dqn.POLICIES for target in dqn.TARGETS for seed in (0, 1)]
+OPTIONS = {"dqn.loss": "huber", "dqn.target_update_every": 1000}
+
+
+def agent_config(trial: dict):
+  return smoke_config(trial["arg"], seed=trial["seed"], **OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def agents_together(tmp_path_factory):
+  """The 8 trials trained together in one jit on one device: {trial index: workdir}."""
+  root = tmp_path_factory.mktemp("agents_together")
+  workdirs = [str(root / str(k)) for k in range(len(AGENTS_TOGETHER))]
+  train.run_together([agent_config(t) for t in AGENTS_TOGETHER], workdirs)
+  return workdirs
+
+
+@pytest.mark.parametrize("arg", ["policy=softmax,target=sarsa",
+                                 "policy=epsilon_greedy,target=q_learning"])
+def test_agents_and_seeds_train_together_as_alone(agents_together, tmp_path, arg):
+  """Trials of other policies and targets (each trial's chosen inside the one jit) and other
+  seeds beside it leave a trial's episodes as they are alone."""
+  k = AGENTS_TOGETHER.index({"arg": arg, "seed": 1})
+  alone = train.run(agent_config(AGENTS_TOGETHER[k]), str(tmp_path))
+  with open(os.path.join(agents_together[k], "results.json")) as f:
+    together = json.load(f)
+  assert together["test"] == alone["test"] and together["trials_together"] == 8
+  assert_records_close(read_jsonl(agents_together[k]), read_jsonl(str(tmp_path)))
+  returns = lambda workdir: [r["return"] for r in read_jsonl(workdir) if r["split"] == "train"]
+  assert returns(agents_together[k - 1]) != returns(str(tmp_path))  # seed 0: other episodes
+  last = saved_state(str(tmp_path))
+  assert_trees_close(saved_state(agents_together[k]), last, atol=1e-5)
+  first = checkpoint.read_state(str(tmp_path / "checkpoints"), 3)
   for path in (p for p in last if p.startswith("params/")):
     np.testing.assert_array_equal(last[f"target_{path}"], first[f"target_{path}"])
     assert not np.array_equal(last[path], first[path])
+
+
+SPLIT_RUN = """
+import json, sys
+import jax
+from dljax import train
+from tests import test_dqn
+assert jax.device_count() == 8
+trials = test_dqn.AGENTS_TOGETHER
+train.run_together([test_dqn.agent_config(t) for t in trials],
+                   [f"{sys.argv[1]}/{k}" for k in range(len(trials))])
+"""
+
+
+def test_trials_split_over_8_devices_train_as_on_one(agents_together, tmp_path):
+  """A task with no data set splits its trials over the devices (here 8 fake CPU devices, one
+  trial each): the same episodes as all 8 trials on one device."""
+  subprocess.run([sys.executable, "-c", SPLIT_RUN, str(tmp_path)], env=cpu_env(8), cwd=REPO,
+                 check=True, capture_output=True, timeout=240)
+  for k, workdir in enumerate(agents_together):
+    split = str(tmp_path / str(k))
+    with open(os.path.join(split, "config.json")) as f:
+      info = json.load(f)
+    assert (info["device_count"], info["trials_split_over_devices"]) == (8, True)
+    assert_records_close(read_jsonl(split), read_jsonl(workdir))
+
+
+def assert_records_close(records: list[dict], expected: list[dict]) -> None:
+  """The same metrics.jsonl records: the same episodes (returns), losses within float rounding
+  (the vmapped and the plain step reduce in other orders)."""
+  assert [(r["step"], r["split"], r.get("return")) for r in records] == [
+      (r["step"], r["split"], r.get("return")) for r in expected]
+  for record, expected_record in zip(records, expected, strict=True):
+    assert record.keys() == expected_record.keys()
+    names = sorted(record.keys() - {"split"})
+    np.testing.assert_allclose([record[m] for m in names], [expected_record[m] for m in names],
+                               rtol=1e-5, atol=1e-6)
 
 
 KILLED_RUN = {"num_steps": 40, "eval_every_steps": 5}

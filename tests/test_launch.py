@@ -212,6 +212,32 @@ def test_local_runs_get_device_slots(monkeypatch, visible, parallel, per_device,
     (("--per_device=0",), "--per_device=0: must be >= 1"),
     (("--per_device=2", "--executor=slurm"), "--per_device: local runs only"),
 ])
+@pytest.mark.parametrize("parallel, expected", [
+    (1, [None]),  # one at a time: the process keeps every CPU
+    (2, [{0, 1, 2}, {3, 4, 5}]),
+    (4, [{0}, {1, 2}, {3}, {4, 5}]),
+    (8, [None] * 8),  # fewer CPUs than slots: nothing to split
+])
+def test_parallel_slots_get_cpus_of_their_own(monkeypatch, parallel, expected):
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)))
+  assert sweep.cpu_slots(parallel) == expected
+
+
+@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda pid: ())(0)) < 2,
+                    reason="needs 2 CPUs and sched_setaffinity")
+def test_parallel_trials_run_pinned_to_their_slots_cpus(tmp_path):
+  show = [sys.executable, "-c", "import os, time; print(*sorted(os.sched_getaffinity(0))); "
+          "time.sleep(0.3)"]
+  jobs = [{"names": [f"t{i}"], "command": show, "workdirs": [str(tmp_path / f"t{i}")]}
+          for i in range(4)]
+  mine = os.sched_getaffinity(0)
+  assert sweep.run_local(jobs, 2) == []
+  seen = [{int(cpu) for cpu in (tmp_path / f"t{i}" / "train.log").read_text().split()}
+          for i in range(4)]
+  assert {frozenset(cpus) for cpus in seen} == {frozenset(c) for c in sweep.cpu_slots(2)}
+  assert os.sched_getaffinity(0) == mine  # the launcher's own thread is not pinned
+
+
 def test_bad_per_device_is_one_line(sweep_file, tmp_path, capsys, args, message):
   with pytest.raises(SystemExit) as exit_info:
     launch(sweep_file, tmp_path / "s", *args)

@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 import configs.mnist_mlp
 from dljax import data, optim, tasks, train, trials
 from dljax.errors import ConfigError
+from tests.test_dqn import smoke_config as dqn_config
 from tests.test_train import latest_params, read_jsonl, smoke_config
 
 # Three trials of the smoke MLP differing in every way the vmapped step must get right: seed
@@ -153,3 +154,34 @@ def test_seeds_cannot_vary_when_they_draw_the_validation_split():
 def test_trials_need_their_own_workdirs(tmp_path):
   with pytest.raises(ConfigError, match="different workdirs"):
     train.run_together([smoke_config(), smoke_config(seed=1)], [str(tmp_path)] * 2)
+
+
+def test_choices_that_differ_are_indices_and_group_together():
+  a = dqn_config()
+  b = dqn_config(**{"dqn.policy": "softmax", "dqn.target": "sarsa", "seed": 1})
+  c = dqn_config(**{"dqn.target": "sarsa"})
+  assert trials.group_key(a) == trials.group_key(b) == trials.group_key(c)
+  stacked = trials.stacked_values([a, b, c])
+  assert {key: value.tolist() for key, value in stacked.items()} == {
+      "dqn.policy": [0, 1, 0], "dqn.target": [0, 1, 1]}
+  assert stacked["dqn.policy"].dtype == np.int32
+  assert trials.stacked_values([a, a]) == {}  # all agree: the task sees the string
+
+
+def test_a_choice_that_is_not_allowed_is_one_line():
+  with pytest.raises(ConfigError) as error:
+    trials.differing([dqn_config(), dqn_config(**{"dqn.policy": "boltzmann"})])
+  assert str(error.value) == "config.dqn.policy='boltzmann': allowed: epsilon_greedy, softmax"
+
+
+def test_choose_computes_the_named_choice_or_selects_each_trials():
+  choices = ("double", "negate")
+  compute = lambda x: lambda name: {"y": 2 * x if name == "double" else -x}
+  x = jnp.arange(3.0)
+  built = []
+  assert trials.choose("negate", choices, lambda name: built.append(name) or name) == "negate"
+  assert built == ["negate"]  # a string: that choice alone is built
+  assert trials.options("negate", choices) == ("negate",)
+  chosen = jax.vmap(lambda index, x: trials.choose(index, choices, compute(x)))(
+      jnp.array([1, 0], jnp.int32), jnp.stack([x, x]))
+  np.testing.assert_array_equal(chosen["y"], [-x, 2 * x])

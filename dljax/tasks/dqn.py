@@ -41,12 +41,14 @@ import optax
 from flax import linen as nn
 from flax import struct
 
-from dljax import envs, optim
+from dljax import envs, optim, trials
 from dljax.errors import ConfigError, require
 from dljax.tasks.task import Task
 
-POLICIES = ("epsilon_greedy", "softmax")
-TARGETS = ("q_learning", "sarsa")
+# Choices that trials trained together may differ in (`dljax.trials.CHOICE_KEYS`): all four
+# agents of the study train in one jit, each trial's own selected where the code below branches.
+POLICIES = trials.CHOICE_KEYS["dqn.policy"]
+TARGETS = trials.CHOICE_KEYS["dqn.target"]
 LOSSES = ("mse", "huber")
 SOLVE_WINDOW = 50  # episodes in the running mean of returns (`mean_return_50`)
 
@@ -93,18 +95,44 @@ def validate(config: ml_collections.ConfigDict) -> None:
            "must be one or more widths >= 1")
 
 
+# Every sum over a batch below is a matmul, so that a trial's episodes are the same bit for bit
+# whether it trains alone, vmapped beside 127 others, or split over devices. XLA's CPU backend
+# sums a reduction in an order that depends on how many trials are mapped together, its matmuls
+# do not (measured: the loss and the bias gradients of 32 trials vmapped differed in the last
+# bit from the same trials among 128, the kernels' gradients did not), and DQN turns a last-bit
+# difference into other episodes within ~100 episodes.
+
+
+class Dense(nn.Module):
+  """x @ kernel + bias as one matmul, [x, 1] @ [kernel; bias], so that the bias's gradient (a sum
+  over the batch) is a matmul too; Keras' initialisers (Glorot uniform, zeros), flax's names."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x_BI):
+    kernel_IF = self.param("kernel", nn.initializers.glorot_uniform(),
+                           (x_BI.shape[-1], self.features))
+    bias_F = self.param("bias", nn.initializers.zeros, (self.features,))
+    ones_B1 = jnp.ones((*x_BI.shape[:-1], 1), x_BI.dtype)
+    return jnp.concatenate([x_BI, ones_B1], -1) @ jnp.concatenate([kernel_IF, bias_F[None]])
+
+
+def batch_mean(values_B):
+  """The mean of a batch's values, summed by a matmul."""
+  return jnp.dot(values_B, jnp.ones_like(values_B)) / values_B.shape[0]
+
+
 class QNetwork(nn.Module):
-  """Dense relu layers, then one linear output per action (Keras' default initialisers)."""
+  """Dense relu layers, then one linear output per action."""
   hidden: tuple[int, ...]
   num_actions: int
 
   @nn.compact
   def __call__(self, obs_BO):
-    dense = functools.partial(nn.Dense, kernel_init=nn.initializers.glorot_uniform())
     x = obs_BO
     for width in self.hidden:
-      x = nn.relu(dense(width)(x))
-    return dense(self.num_actions)(x)
+      x = nn.relu(Dense(width)(x))
+    return Dense(self.num_actions)(x)
 
 
 @struct.dataclass
@@ -158,24 +186,35 @@ class DqnState:
   env_id: jax.Array  # which host environment is this trial's (gymnasium backend; else 0)
 
 
-def policy_noise(rng, shape: tuple[int, ...], num_actions: int, name: str) -> dict[str, jax.Array]:
-  """The random numbers the policy `name` needs to act `shape` times (e.g. [steps, B]).
+def policy_noise(rng, shape: tuple[int, ...], num_actions: int,
+                 name: str | jax.Array) -> dict[str, jax.Array]:
+  """The random numbers the policy `name` needs to act `shape` times (e.g. [steps, B]); for a
+  traced `name` (trials of both policies together), each policy's, from the same `rng`.
 
   Drawn for a whole episode at once: on CPU each draw inside the scan was a small rolled
   threefry loop, and such loops made up most of an environment step's thunks.
   """
-  if name == "softmax":  # Gumbel-max: argmax(logits + Gumbel noise) samples softmax(logits)
-    return {"gumbel": jax.random.gumbel(rng, (*shape, num_actions))}
-  explore_rng, action_rng = jax.random.split(rng)
-  return {"uniform": jax.random.uniform(explore_rng, shape),
-          "random_action": jax.random.randint(action_rng, shape, 0, num_actions)}
+  noise = {}
+  names = trials.options(name, POLICIES)
+  if "softmax" in names:  # Gumbel-max: argmax(logits + Gumbel noise) samples softmax(logits)
+    noise["gumbel"] = jax.random.gumbel(rng, (*shape, num_actions))
+  if "epsilon_greedy" in names:
+    explore_rng, action_rng = jax.random.split(rng)
+    noise["uniform"] = jax.random.uniform(explore_rng, shape)
+    noise["random_action"] = jax.random.randint(action_rng, shape, 0, num_actions)
+  return noise
 
 
-def policy(q_BA, epsilon, noise: dict[str, jax.Array], name: str, temperature: float):
-  """Actions [B] of the policy `name` from the action values q_BA and its `policy_noise`."""
-  if name == "softmax":  # p(a) ~ exp((Q(s, a) - max Q(s)) / T)
-    return jnp.argmax((q_BA - q_BA.max(-1, keepdims=True)) / temperature + noise["gumbel"], -1)
-  return jnp.where(noise["uniform"] < epsilon, noise["random_action"], jnp.argmax(q_BA, -1))
+def policy(q_BA, epsilon, noise: dict[str, jax.Array], name: str | jax.Array,
+           temperature: float):
+  """Actions [B] of the policy `name` (or, traced, each trial's) from the action values q_BA and
+  its `policy_noise`."""
+  def actions(name: str):
+    if name == "softmax":  # p(a) ~ exp((Q(s, a) - max Q(s)) / T)
+      return jnp.argmax((q_BA - q_BA.max(-1, keepdims=True)) / temperature + noise["gumbel"], -1)
+    return jnp.where(noise["uniform"] < epsilon, noise["random_action"], jnp.argmax(q_BA, -1))
+
+  return trials.choose(name, POLICIES, actions)
 
 
 def running_mean(returns_W, episodes):
@@ -201,9 +240,7 @@ def build(config: ml_collections.ConfigDict, data, total_steps: int) -> Task:
   def loss_fn(params, obs_BO, action_B, target_B):
     q_B = jnp.take_along_axis(q_values(params, obs_BO), action_B[:, None], -1)[:, 0]
     error_B = q_B - jax.lax.stop_gradient(target_B)
-    if dqn.loss == "huber":
-      return optax.huber_loss(error_B).mean()
-    return jnp.square(error_B).mean()
+    return batch_mean(optax.huber_loss(error_B) if dqn.loss == "huber" else jnp.square(error_B))
 
   def init(rng, batch):
     del batch
@@ -218,11 +255,14 @@ def build(config: ml_collections.ConfigDict, data, total_steps: int) -> Task:
     """One replay update: a batch from the memory, one optimiser step, epsilon decayed."""
     obs_BO, action_B, reward_B, next_obs_BO, done_B = state.memory.sample(noise["replay"])
     next_q_BA = q_values(state.target_params, next_obs_BO)
-    if dqn.target == "sarsa":  # Q(s', a'), a' drawn from the policy
-      next_action_B = act(next_q_BA, state.epsilon, noise["next_action"])
-      next_value_B = jnp.take_along_axis(next_q_BA, next_action_B[:, None], -1)[:, 0]
-    else:  # max_a' Q(s', a')
-      next_value_B = next_q_BA.max(-1)
+
+    def next_value(target: str):
+      if target == "sarsa":  # Q(s', a'), a' drawn from the policy
+        next_action_B = act(next_q_BA, state.epsilon, noise["next_action"])
+        return jnp.take_along_axis(next_q_BA, next_action_B[:, None], -1)[:, 0]
+      return next_q_BA.max(-1)  # max_a' Q(s', a')
+
+    next_value_B = trials.choose(dqn.target, TARGETS, next_value)
     target_B = reward_B + dqn.gamma * (1.0 - done_B) * next_value_B  # r alone at the end
     loss, grads = jax.value_and_grad(loss_fn)(state.params, obs_BO, action_B, target_B)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -249,8 +289,8 @@ def build(config: ml_collections.ConfigDict, data, total_steps: int) -> Task:
             "replay": jax.random.uniform(replay_rng, noise_shape(batch_size)),
             # Q-learning's target needs no next action.
             "next_action": policy_noise(next_action_rng, noise_shape(batch_size),
-                                        env.num_actions, dqn.policy) if dqn.target == "sarsa"
-                           else {}}
+                                        env.num_actions, dqn.policy)
+                           if "sarsa" in trials.options(dqn.target, TARGETS) else {}}
 
   def env_step(carry, noise):
     """One environment step of the episode (a no-op once it has ended), then maybe an update."""
