@@ -5,9 +5,10 @@ r"""Training throughput of dljax, Keras 3 (JAX backend) and PyTorch: same models
     python bench/throughput.py --models=mnist_cnn --frameworks=dljax,torch --epochs=4
 
 Prints one JSON object: machine and versions, then per model, per framework, steady-state
-training examples/s, start-up seconds, peak resident memory (MiB), parameter count and the last
-epoch's train loss and accuracy; and per model the ratio of dljax's examples/s to each other
-framework's. Progress goes to stderr. See bench/README.md for what exactly is timed.
+training examples/s (and tokens/s for the LSTMs), start-up seconds, peak resident memory (MiB),
+parameter count and the last epoch's train loss and accuracy; and per model the ratio of
+dljax's examples/s to each other framework's. Progress goes to stderr. See bench/README.md
+for what exactly is timed.
 
 Each (model, framework) pair trains in its own subprocess (`--framework=X --model=Y`, which
 prints that pair's result), so imports, thread pools and memory do not leak between them, and
@@ -48,8 +49,8 @@ RESULT_PREFIX = "BENCH_RESULT "
 PACKAGES = ("dljax", "jax", "jaxlib", "flax", "optax", "keras", "torch", "numpy")
 
 
-def train(framework: str, spec: common.ModelSpec | common.GanSpec, num_examples: int, epochs: int,
-          torch_threads: int, device: str) -> dict[str, Any]:
+def train(framework: str, spec: common.ModelSpec | common.GanSpec | common.SequenceSpec,
+          num_examples: int, epochs: int, torch_threads: int, device: str) -> dict[str, Any]:
   """Trains one pair in this process (the subprocess side) and returns its measurement."""
   if framework == "dljax":
     from bench.frameworks import dljax_trainer
@@ -100,6 +101,9 @@ def run_pair(framework: str, model: str, args: argparse.Namespace) -> dict[str, 
       return {"error": f"exit code {process.returncode}", "stderr_tail": tail,
               "wall_seconds": wall_seconds}
   result = json.loads(lines[-1].removeprefix(RESULT_PREFIX))
+  spec = common.MODELS[model]
+  if isinstance(spec, common.SequenceSpec):
+    result["tokens_per_second"] = result["examples_per_second"] * spec.seq_len
   result["peak_rss_mib"] = usage.ru_maxrss / 1024  # Linux reports KiB
   result["process_wall_seconds"] = wall_seconds
   return result
@@ -156,7 +160,7 @@ def compare(results: dict[str, dict[str, Any]]) -> dict[str, float]:
   return ratios
 
 
-def check_parameters(spec: common.ModelSpec | common.GanSpec,
+def check_parameters(spec: common.ModelSpec | common.GanSpec | common.SequenceSpec,
                      results: dict[str, dict[str, Any]]) -> list[str]:
   """Every framework's parameter count must equal the spec's: the same network everywhere."""
   expected = common.parameter_count(spec)

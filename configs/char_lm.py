@@ -21,10 +21,11 @@ characters): corpus 0.22-0.39, smoothed sentence 0.51-0.96 (x 100), highest at T
 
 from dljax import config_lib, optim
 from dljax.data import data_config
+from dljax.errors import ConfigError
 
 
 def get_config(arg: str | None = None):
-  arg = config_lib.parse_arg(arg, smoke=False)
+  arg = config_lib.parse_arg(arg, smoke=False, tokens="char")
   config = config_lib.trainer_config(
       task="language_model",
       batch_size=64,
@@ -36,9 +37,19 @@ def get_config(arg: str | None = None):
                       unroll=1)
   config.data = data_config("text_file", validation="test",
                             text=dict(path="../shared/data/tinyshakespeare/input.txt",
-                                      seq_len=128, stride=0, test_fraction=0.1))
+                                      tokens="char", num_words=0, seq_len=128, stride=0,
+                                      test_fraction=0.1))
   config.optimizer = optim.optimizer_config("adam", learning_rate=3e-3, clip_norm=5.0,
                                             schedule="cosine", end_learning_rate=1e-4)
+  if arg.tokens == "word":
+    # The 9,999 most frequent train words and '<unk>' (1.4% of Tiny Shakespeare's train
+    # tokens), windows of 64 words; prompts, samples and BLEU passages counted in words.
+    config.model.update(vocab_size=10_000, embedding=128)
+    config.data.text.update(tokens="word", num_words=10_000, seq_len=64)
+    config.language_model.update(prompt_length=16, sample_length=60)
+    config.language_model.bleu.update(prompt_length=20, length=20)
+  elif arg.tokens != "char":
+    raise ConfigError(f"config argument tokens={arg.tokens!r}: allowed: char, word")
   if arg.smoke:
     config.model.update(embedding=8, units=(16,))
     config.data.text.seq_len = 16

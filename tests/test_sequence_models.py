@@ -16,7 +16,7 @@ import dljax
 from dljax import config_lib, models, train
 from dljax.data import airline, imdb, text
 from dljax.errors import ConfigError, DataError
-from dljax.models import lstm, text_classifiers
+from dljax.models import lstm
 from dljax.tasks import language_model, sentiment, time_series
 from tests.conftest import REPO, run_main
 
@@ -86,6 +86,35 @@ def test_char_vocabulary_ids_and_windows_by_hand(tmp_path):
   assert text.split_text(str(path), 0.3) == ("abcab", "ca")
 
 
+def test_word_tokens_vocabulary_and_text_by_hand(tmp_path):
+  path = tmp_path / "w.txt"
+  path.write_text("a b, a c\nb a.\nd e")  # 17 characters: the first 12 are the train part
+  assert text.split_text(str(path), 0.3) == ("a b, a c\nb a", ".\nd e")
+  assert text.tokenize("o'er the lea,\n  she", "word") == ["o'er", "the", "lea", ",", "\n", "she"]
+  # Train counts a 3, b 2, then '\n' ',' 'c' once each (ties by code point); '<unk>' is id 0.
+  vocab = text.vocabulary(str(path), "word", 0, 0.3)
+  assert vocab == ("<unk>", "a", "b", "\n", ",", "c")
+  assert text.vocabulary(str(path), "word", 4, 0.3) == ("<unk>", "a", "b", "\n")
+  ids = text.encode(text.tokenize(".\nd e a", "word"), vocab)  # '.', 'd', 'e' never trained
+  np.testing.assert_array_equal(ids, [0, 3, 0, 0, 1])
+  assert text.join(["a", "b", ",", "a", "c", "\n", "b", "a", "."], "word") == "a b, a c\nb a."
+  assert text.decode([1, 4, 2, 3, 5], vocab, "word") == "a, b\nc"
+
+
+def test_word_language_model_smoke_run_samples_words(tmp_path):
+  corpus = tmp_path / "corpus.txt"
+  corpus.write_text("ROMEO: the night is long and the day is short.\n" * 40)
+  config = config_lib.load(os.path.join(REPO, "configs/char_lm.py:smoke,tokens=word"))
+  config.data.text.path = str(corpus)
+  config.optimizer.learning_rate = 0.03
+  results = train.run(config, str(tmp_path / "lm"))
+  assert results["test"]["loss"] < np.log(12)  # below uniform over the text's 11 words + <unk>
+  samples = sorted((tmp_path / "lm" / "samples" / "samples").iterdir())[-1].read_text()
+  corpus_words = {"ROMEO", "the", "night", "is", "long", "and", "day", "short"}
+  assert set(re.findall(r"[\w']+", samples.split("|", 1)[1])) & corpus_words  # words drawn
+  assert set(re.findall(r"[\w']+", samples)) <= corpus_words | {"T", "0", "1", "unk"}
+
+
 @pytest.mark.parametrize("content, message", [
     (b"", r"the text file is empty$"),
     (b"ab\xff", r"not UTF-8 text \(byte 2: 0xff\)$"),
@@ -153,12 +182,17 @@ def test_imdb_words_and_ids_as_keras_by_hand():
   assert imdb.vocabulary(ranking, 7) == ["<pad>", "<start>", "<unk>", "<unused>", "b", "a", "c"]
 
 
-def test_bigram_ids_hash_neighbouring_words_beyond_the_vocabulary_and_skip_padding():
-  tokens = jnp.array([[0, 0, 5, 7, 5, 7]])
-  bigrams = np.asarray(text_classifiers.bigram_ids(tokens, vocab_size=10, buckets=3))
-  assert bigrams[0, :2].tolist() == [0, 0]
-  assert (bigrams[0, 2:] >= 10).all() and (bigrams[0, 2:] < 13).all()
-  assert bigrams[0, 2] == bigrams[0, 4] != 0  # (5, 7) twice: one row
+def test_ngram_ids_by_hand_the_most_frequent_train_ngrams_and_padding_for_the_rest():
+  ids = np.array([[0, 1, 5, 7, 5, 7], [0, 0, 1, 5, 7, 9]])
+  # Bigram keys in base 10 (none with padding): 57 three times, 15 twice, 75 and 79 once.
+  table = imdb.ngram_table(ids, ngrams=2, num_ngrams=3, num_words=10)
+  np.testing.assert_array_equal(table, [57, 15, 75])  # the tie 75 / 79 by key
+  np.testing.assert_array_equal(imdb.with_ngrams(ids, table, ngrams=2, num_words=10),
+                                [[0, 1, 5, 7, 5, 7, 0, 11, 10, 12, 10],
+                                 [0, 0, 1, 5, 7, 9, 0, 0, 11, 10, 0]])  # 79 not kept: 0
+  # Trigrams join the one ranking; their keys (>= 100) never meet a bigram's.
+  np.testing.assert_array_equal(imdb.ngram_table(ids, ngrams=3, num_ngrams=10, num_words=10),
+                                [57, 15, 157, 75, 79, 575, 579, 757])
 
 
 def test_glove_rows_replace_the_vocabulary_words_found(tmp_path):
@@ -188,6 +222,10 @@ def _sentiment_config(**overrides):
      r"config.sentiment.glove='/nonexistent/glove.txt': no such GloVe file"),
     ({"model.vocab_size": 60}, r"config.model.vocab_size=60: must equal "
                                r"config.data.imdb.num_words=50"),
+    ({"model.num_ngrams": 60}, r"config.model.num_ngrams=60: must equal "
+                               r"config.data.imdb.num_ngrams=64"),
+    ({"data.imdb.num_ngrams": 0}, r"config.data.imdb.num_ngrams=0: must be > 0 with ngrams=2 "
+                                  r"> 1, and 0 with ngrams=1"),
 ])
 def test_bad_sentiment_configs_are_one_line_errors(overrides, message):
   with pytest.raises(ConfigError, match=f"^{message}$"):

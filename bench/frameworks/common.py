@@ -5,7 +5,9 @@ Keras' argument names (the reference semantics); `keras_models.py` and `torch_mo
 translate it, and `dljax_trainer.py` checks that the dljax config file describes the same model.
 The parameter count computed here from the layer list is the cross-check that every framework
 built the same network. The DCGAN (`GanSpec`) is a fixed architecture, the reports', benchmarked
-as its whole train step: one discriminator and one generator update.
+as its whole train step: one discriminator and one generator update. The LSTMs (`SequenceSpec`)
+read token ids: Embedding -> LSTM -> Dense, one logit per sequence (IMDB) or a distribution
+over the vocabulary at every step (the char LM); their throughput is also given in tokens/s.
 """
 
 import dataclasses
@@ -86,6 +88,29 @@ class GanSpec:
   dljax_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # on its config
 
 
+@dataclasses.dataclass(frozen=True)
+class SequenceSpec:
+  """Embedding(vocab_size, embedding) -> Dropout -> LSTM(units, dropout=dropout) -> Dropout ->
+  Dense, Keras' layers and initialisers (one LSTM bias; PyTorch's second one is held at zero and
+  not trained). `per_step`: Dense(vocab_size) at every step, trained on the next token's
+  cross-entropy (windows of `seq_len + 1` ids: read the first `seq_len`, predict the last);
+  else Dense(1) on the last state, binary cross-entropy on a 0/1 label. `mask_zero`: id 0 is
+  padding, as Keras' `Embedding(mask_zero=True)` (the random ids here hold none). An example is
+  one sequence of `seq_len` tokens."""
+  name: str
+  vocab_size: int
+  seq_len: int
+  embedding: int
+  units: int
+  dropout: float  # 0 = no Dropout layers and no LSTM input dropout
+  per_step: bool
+  mask_zero: bool
+  optimizer: Optimizer  # Adam, with Keras' `global_clipnorm` if given
+  batch_size: int
+  dljax_config: str  # relative to the repository root; may end in ':arg'
+  dljax_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # on its config
+
+
 GAN_KERNEL_SIZE = 5
 GAN_LEAK = 0.2
 GAN_DROPOUT = 0.3
@@ -145,6 +170,37 @@ MODELS = {
         tfds_name="mnist",
         dljax_config="configs/gan_mnist.py",
     ),
+    "imdb_lstm": SequenceSpec(
+        name="imdb_lstm",  # the 2021 notebook's lstm_model (configs/imdb_sentiment.py:model=lstm)
+        vocab_size=5000,
+        seq_len=100,
+        embedding=300,
+        units=50,
+        dropout=0.2,
+        per_step=False,
+        mask_zero=True,
+        optimizer=Optimizer("Adam", {"learning_rate": 1e-3, "beta_1": 0.9, "beta_2": 0.999,
+                                     "epsilon": 1e-7}),
+        batch_size=32,
+        dljax_config="configs/imdb_sentiment.py:model=lstm",
+    ),
+    "char_lm": SequenceSpec(
+        name="char_lm",  # configs/char_lm.py: Tiny Shakespeare's 65 characters
+        vocab_size=65,
+        seq_len=128,
+        embedding=64,
+        units=256,
+        dropout=0.0,
+        per_step=True,
+        mask_zero=False,
+        optimizer=Optimizer("Adam", {"learning_rate": 3e-3, "beta_1": 0.9, "beta_2": 0.999,
+                                     "epsilon": 1e-7, "global_clipnorm": 5.0}),
+        batch_size=64,
+        dljax_config="configs/char_lm.py",
+        # Its evaluations' samples and BLEU come after the timed epochs; kept short.
+        dljax_overrides={"language_model": {"sample_length": 8, "temperatures": (1.0,),
+                                            "bleu": {"prompts": 2, "temperatures": (1.0,)}}},
+    ),
 }
 NOISE_SIGMA = 0.1  # the UNet's inputs: images + N(0, sigma^2) noise
 UNET_DROPOUT = 0.5  # after the last level's and the bottleneck's convolutions
@@ -180,8 +236,13 @@ def walk(spec: ModelSpec) -> Iterator[tuple[Layer, tuple[int, ...], tuple[int, .
     shape = out
 
 
-def parameter_count(spec: ModelSpec | GanSpec) -> int:
-  """Weights plus biases of every conv and dense layer: what each framework must report."""
+def parameter_count(spec: ModelSpec | GanSpec | SequenceSpec) -> int:
+  """Weights plus biases of every conv and dense layer (and embedding and LSTM): what each
+  framework must report."""
+  if isinstance(spec, SequenceSpec):
+    outputs = spec.vocab_size if spec.per_step else 1
+    lstm = 4 * spec.units * (spec.embedding + spec.units + 1)
+    return spec.vocab_size * spec.embedding + lstm + (spec.units + 1) * outputs
   if isinstance(spec, GanSpec):
     height, width, channels = spec.input_shape
     small, large = GAN_FEATURES
@@ -226,6 +287,17 @@ def denoising_data(spec: ModelSpec, num_examples: int, seed: int = 0) -> tuple[n
   clean = rng.integers(0, 256, (num_examples, *spec.input_shape)).astype(np.float32) / 255.0
   noise = rng.normal(0.0, NOISE_SIGMA, clean.shape)
   return clean + noise.astype(np.float32), clean
+
+
+def token_data(spec: SequenceSpec, num_examples: int, seed: int = 0) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+  """Random ids in [1, vocab_size) (no padding) and the targets: int32 [N, seq_len] inputs and
+  [N, seq_len] next ids (`per_step`) or [N] 0/1 labels."""
+  rng = np.random.default_rng(seed)
+  ids = rng.integers(1, spec.vocab_size, (num_examples, spec.seq_len + 1)).astype(np.int32)
+  if spec.per_step:
+    return ids[:, :-1], ids[:, 1:]
+  return ids[:, :-1], rng.integers(0, 2, num_examples).astype(np.int32)
 
 
 def num_classes(spec: ModelSpec) -> int:

@@ -2,7 +2,9 @@
 
 Nothing is re-implemented: the config file the experiments use is loaded, shrunk to a benchmark
 (epochs, one evaluation at the end on a few examples), and trained on `tfds.testing.mock_data`
-(random examples of the data set's shapes). What is timed:
+(random examples of the data set's shapes; IMDB's ids are built from its random reviews into a
+temporary data dir) or, for the char LM, on a random text file of its vocabulary. What is
+timed:
 
 - `compile_seconds`: results.json's, the ahead-of-time compilation of the train and eval steps
   (JAX's persistent compilation cache is off here, so every pair compiles from scratch).
@@ -20,10 +22,14 @@ Nothing is re-implemented: the config file the experiments use is loaded, shrunk
 import glob
 import itertools
 import json
+import math
 import os
+import string
 import tempfile
 from importlib import metadata
 from typing import Any
+
+import numpy as np
 
 from bench.frameworks import common
 
@@ -35,15 +41,48 @@ def _optimizers(config) -> list:
   return list(config.optimizers.values()) if "optimizers" in config else [config.optimizer]
 
 
-def _check_same_model(config, spec: common.ModelSpec | common.GanSpec) -> None:
-  """The config must train the benchmark's model with its optimiser and batch size."""
+def _check_same_model(config, spec: common.ModelSpec | common.GanSpec | common.SequenceSpec,
+                      ) -> None:
+  """The config must train the benchmark's model with its optimiser and batch size (an LSTM:
+  and its sizes, sequence length and global-norm clipping)."""
+  sequence = isinstance(spec, common.SequenceSpec)
   expected = (spec.optimizer.name.lower(), spec.optimizer.args["learning_rate"],
-              spec.optimizer.args.get("beta_1", 0.9), spec.batch_size, spec.tfds_name)
+              spec.optimizer.args.get("beta_1", 0.9), spec.batch_size,
+              _sequence_sizes(spec) if sequence else spec.tfds_name)
   actual = [(optimizer.name, optimizer.learning_rate, optimizer.b1, config.batch_size,
-             config.data.name) for optimizer in _optimizers(config)]
+             _config_sizes(config, optimizer) if sequence else config.data.name)
+            for optimizer in _optimizers(config)]
   if any(each != expected for each in actual):
     raise ValueError(f"{spec.dljax_config} trains (optimizer, lr, b1, batch, data) = {actual}; "
                      f"the benchmark's {spec.name} is {expected}")
+
+
+def _sequence_sizes(spec: common.SequenceSpec) -> tuple:
+  return (spec.vocab_size, spec.seq_len, spec.embedding, (spec.units,), spec.dropout,
+          spec.optimizer.args.get("global_clipnorm", 0.0))
+
+
+def _config_sizes(config, optimizer) -> tuple:
+  """An LSTM config's `_sequence_sizes`: the IMDB classifier's or the language model's."""
+  if config.data.name == "text_file":  # one LSTM layer per entry of `units`
+    seq_len, units = config.data.text.seq_len, tuple(config.model.units)
+  else:
+    seq_len, units = config.data.imdb.maxlen, (config.model.units,)
+  return (config.model.vocab_size, seq_len, config.model.embedding, units,
+          config.model.dropout, optimizer.clip_norm)
+
+
+def _random_text(path: str, spec: common.SequenceSpec, num_examples: int,
+                 test_fraction: float) -> None:
+  """A text file of `spec.vocab_size` distinct characters whose train part holds at least
+  `num_examples` windows."""
+  characters = np.array(list((string.ascii_letters + string.digits + string.punctuation)[
+      :spec.vocab_size]))
+  length = math.ceil((num_examples * spec.seq_len + 1) / (1 - test_fraction)) + 1
+  text = np.random.default_rng(0).choice(characters, length)
+  text[:spec.vocab_size] = characters  # every character present
+  with open(path, "w") as f:
+    f.write("".join(text))
 
 
 def _train_log_times(workdir: str, loss: str) -> dict[int, float]:
@@ -67,8 +106,8 @@ def _train_metrics(workdir: str, step: int) -> dict[str, float]:
               if r["split"] == "train" and r["step"] == step)
 
 
-def train(spec: common.ModelSpec | common.GanSpec, num_examples: int, epochs: int,
-          repo: str) -> dict[str, Any]:
+def train(spec: common.ModelSpec | common.GanSpec | common.SequenceSpec, num_examples: int,
+          epochs: int, repo: str) -> dict[str, Any]:
   """Trains `spec` with dljax for `epochs` epochs of `num_examples` mock examples."""
   # dljax first: importing it before jax lets it set its CPU XLA flags, as in a user's run.
   import tensorflow_datasets as tfds
@@ -86,10 +125,17 @@ def train(spec: common.ModelSpec | common.GanSpec, num_examples: int, epochs: in
   config.eval_every_epochs = float(epochs)
   config.data.eval_limit = EVAL_BATCHES * spec.batch_size
   with tempfile.TemporaryDirectory() as workdir, tfds.testing.mock_data(num_examples=num_examples):
-    results = dljax_train.run(config, workdir)
-    times = _train_log_times(workdir, "d_loss" if gan else "loss")
-    final = _train_metrics(workdir, epochs * steps_per_epoch)
-    with open(os.path.join(workdir, "config.json")) as f:
+    # IMDB's ids are built from the mock reviews into this data dir, never the real one.
+    config.data.dir = os.path.join(workdir, "data")
+    if config.data.name == "text_file":
+      config.data.text.path = os.path.join(workdir, "random.txt")
+      _random_text(config.data.text.path, spec, num_examples, config.data.text.test_fraction)
+      config.data.train_limit = num_examples
+    results = dljax_train.run(config, os.path.join(workdir, "run"))
+    run_dir = os.path.join(workdir, "run")
+    times = _train_log_times(run_dir, "d_loss" if gan else "loss")
+    final = _train_metrics(run_dir, epochs * steps_per_epoch)
+    with open(os.path.join(run_dir, "config.json")) as f:
       run_info = json.load(f)
   stamps = [times[epoch * steps_per_epoch] for epoch in range(1, epochs + 1)]
   steady = [later - earlier for earlier, later in itertools.pairwise(stamps)]

@@ -7,8 +7,10 @@ once per epoch. No checkpoints, logs, evaluation, resumable data order or shardi
 dljax spends beyond this is the price of its trainer. The models are the spec's layers in
 `flax.linen` with the two CPU-fast operations dljax's models use (`dljax.models.layers`: the
 reshape max-pool with its own gradient, the convolution whose kernel gradient is a plain
-convolution), so both run the same maths; the optimisers are Optax's with Keras' arguments
-(RMSprop with eps inside the sqrt, as Keras 3), initialised as Keras does.
+convolution), so both run the same maths, and the LSTMs are dljax's Keras layers
+(`dljax.models.lstm`); the optimisers are Optax's with Keras' arguments (RMSprop with eps inside
+the sqrt, as Keras 3; Keras' `global_clipnorm` as `optax.clip_by_global_norm`), initialised as
+Keras does.
 
 What is timed: steady-state examples/s over epochs 2.. (each epoch's metrics are fetched to the
 host at its end, which waits for its last step); `compile_seconds` is the ahead-of-time
@@ -64,33 +66,72 @@ def _model(spec: common.ModelSpec):
   return Model()
 
 
-def train(spec: common.ModelSpec, num_examples: int, epochs: int) -> dict[str, Any]:
+def _sequence_model(spec: common.SequenceSpec):
+  """The spec's LSTM in `flax.linen` from dljax's Keras layers (`dljax.models.lstm`)."""
+  from flax import linen as nn
+
+  from dljax.models import lstm
+
+  class Model(nn.Module):
+    @nn.compact
+    def __call__(self, ids_BT, train: bool):
+      x = lstm.embed(spec.vocab_size, spec.embedding)(ids_BT)
+      x = nn.Dropout(spec.dropout, deterministic=not train)(x)
+      h_BTH, (h_BH, _) = lstm.LSTM(spec.units, spec.dropout)(
+          x, mask_BT=ids_BT > 0 if spec.mask_zero else None, train=train)
+      x = nn.Dropout(spec.dropout, deterministic=not train)(h_BTH if spec.per_step else h_BH)
+      outputs = lstm.dense(spec.vocab_size if spec.per_step else 1)(x)
+      return outputs if spec.per_step else outputs[:, 0]
+
+  return Model()
+
+
+def _optimizer(optax, spec):
+  """The spec's Optax optimiser, with global-norm clipping first where Keras' is given."""
+  args = dict(spec.optimizer.args)
+  clip_norm = args.pop("global_clipnorm", None)
+  optimizer = _OPTIMIZERS[spec.optimizer.name](optax, args)
+  return optax.chain(optax.clip_by_global_norm(clip_norm), optimizer) if clip_norm else optimizer
+
+
+def train(spec: common.ModelSpec | common.SequenceSpec, num_examples: int,
+          epochs: int) -> dict[str, Any]:
   """Trains `spec` for `epochs` epochs of `num_examples` random examples, an epoch a call."""
   import jax
   import jax.numpy as jnp
   import optax
 
-  images, labels = common.random_data(spec, num_examples)
-  images_NHWC = jax.device_put(images)  # uint8 on the device, scaled per batch as dljax does
-  labels_N = jax.device_put(labels.astype("int32"))
+  if isinstance(spec, common.SequenceSpec):
+    inputs, targets = common.token_data(spec, num_examples)
+    model, scale = _sequence_model(spec), lambda ids_BT: ids_BT
+    per_example_loss = (optax.softmax_cross_entropy_with_integer_labels if spec.per_step
+                         else lambda logits_B, y_B: optax.sigmoid_binary_cross_entropy(
+                             logits_B, y_B.astype(jnp.float32)))
+    correct = ((lambda logits, y: logits.argmax(-1) == y) if spec.per_step
+               else lambda logits_B, y_B: (logits_B > 0) == (y_B > 0))
+  else:
+    inputs, targets = common.random_data(spec, num_examples)
+    model = _model(spec)
+    scale = lambda images: images.astype(jnp.float32) / 255.0  # per batch, as dljax does
+    per_example_loss = optax.softmax_cross_entropy_with_integer_labels
+    correct = lambda logits_BC, y_B: logits_BC.argmax(-1) == y_B
+  inputs_N = jax.device_put(inputs)  # uint8 images or int32 ids, on the device
+  targets_N = jax.device_put(targets.astype("int32"))
   steps = num_examples // spec.batch_size
-  model = _model(spec)
-  optimizer = _OPTIMIZERS[spec.optimizer.name](optax, spec.optimizer.args)
+  optimizer = _optimizer(optax, spec)
   params_key, dropout_key, data_key = jax.random.split(jax.random.key(0), 3)
-  params = model.init(params_key, jnp.zeros((1, *spec.input_shape)), train=False)["params"]
+  params = model.init(params_key, scale(inputs_N[:1]), train=False)["params"]
   opt_state = optimizer.init(params)
 
-  def loss_fn(params, x_BHWC, y_B, key):
-    logits_BC = model.apply({"params": params}, x_BHWC, train=True, rngs={"dropout": key})
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits_BC, y_B).mean()
-    return loss, (logits_BC.argmax(-1) == y_B).mean()
+  def loss_fn(params, x_B, y_B, key):
+    logits = model.apply({"params": params}, x_B, train=True, rngs={"dropout": key})
+    return per_example_loss(logits, y_B).mean(), correct(logits, y_B).mean()
 
   def step(carry, index_B):
     params, opt_state, key, loss_sum, accuracy_sum = carry
     key, step_key = jax.random.split(key)
-    x_BHWC = images_NHWC[index_B].astype(jnp.float32) / 255.0
     (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        params, x_BHWC, labels_N[index_B], step_key)
+        params, scale(inputs_N[index_B]), targets_N[index_B], step_key)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state, key, loss_sum + loss,
             accuracy_sum + accuracy), None

@@ -73,6 +73,30 @@ def build(spec: common.ModelSpec):
   return model
 
 
+def build_sequence(spec: common.SequenceSpec):
+  """The spec's LSTM as `keras.Sequential` on int32 ids, compiled with its optimiser and loss
+  (binary or sparse categorical cross-entropy from logits) and the accuracy metric."""
+  import keras
+
+  dropout = [keras.layers.Dropout(spec.dropout)] if spec.dropout else []
+  model = keras.Sequential([
+      keras.Input((spec.seq_len,), dtype="int32"),
+      keras.layers.Embedding(spec.vocab_size, spec.embedding, mask_zero=spec.mask_zero),
+      *dropout,
+      keras.layers.LSTM(spec.units, dropout=spec.dropout, return_sequences=spec.per_step),
+      *dropout,
+      keras.layers.Dense(spec.vocab_size if spec.per_step else 1)], name=spec.name)
+  optimizer = getattr(keras.optimizers, spec.optimizer.name)(**spec.optimizer.args)
+  if spec.per_step:
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+  else:
+    model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.BinaryAccuracy(threshold=0.0)])
+  return model
+
+
 def build_gan(spec: common.GanSpec):
   """(generator, discriminator compiled alone, the two stacked and compiled with D frozen): the
   reports' Keras DCGAN."""
@@ -148,7 +172,7 @@ def train_gan(spec: common.GanSpec, num_examples: int, epochs: int) -> dict[str,
       **_facts())
 
 
-def train(spec: common.ModelSpec | common.GanSpec, num_examples: int,
+def train(spec: common.ModelSpec | common.GanSpec | common.SequenceSpec, num_examples: int,
           epochs: int) -> dict[str, Any]:
   """Trains `spec` with `model.fit` for `epochs` epochs of `num_examples` random examples (a
   GAN: `train_gan`)."""
@@ -175,12 +199,16 @@ def train(spec: common.ModelSpec | common.GanSpec, num_examples: int,
         self.batch_starts.append(time.perf_counter())
 
   keras.utils.set_random_seed(0)
-  if spec.unet:
+  if isinstance(spec, common.SequenceSpec):
+    inputs, targets = common.token_data(spec, num_examples)
+    model = build_sequence(spec)
+  elif spec.unet:
     inputs, targets = common.denoising_data(spec, num_examples)
+    model = build(spec)
   else:
     images, targets = common.random_data(spec, num_examples)
     inputs = images.astype("float32") / 255.0
-  model = build(spec)
+    model = build(spec)
   timer = Timer()
   history = model.fit(inputs, targets, batch_size=spec.batch_size, epochs=epochs, shuffle=True,
                       verbose=0, callbacks=[timer])
@@ -191,7 +219,8 @@ def train(spec: common.ModelSpec | common.GanSpec, num_examples: int,
       first_epoch_seconds=first,
       parameters=model.count_params(),
       final_loss=float(history.history["loss"][-1]),
-      final_accuracy=float(history.history["accuracy"][-1]) if not spec.unet else None,
+      final_accuracy=next((float(values[-1]) for name, values in history.history.items()
+                           if name.endswith("accuracy")), None),
       **_facts())
 
 

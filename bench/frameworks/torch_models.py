@@ -125,6 +125,45 @@ def build(spec: common.ModelSpec, device: str = "cpu"):
   return model, optimizer
 
 
+def build_sequence(spec: common.SequenceSpec, device: str = "cpu"):
+  """The spec's LSTM (`nn.Embedding`, `nn.Dropout`, `nn.LSTM(batch_first=True)`, `nn.Linear`)
+  with Keras' initialisation on `device`, and its optimiser: (model, optimizer). Keras' LSTM
+  dropout (on the LSTM's inputs) is an `nn.Dropout` before it; `nn.LSTM`'s second bias
+  (`bias_hh`) is zero and frozen, as Keras has one. Ids are not masked: `nn.LSTM` has no mask
+  (packing needs padding at the end, Keras pads in front), and the random ids hold no padding."""
+  import torch
+  from torch import nn
+
+  class LSTMModel(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.embedding = nn.Embedding(spec.vocab_size, spec.embedding)
+      self.dropout = nn.Dropout(spec.dropout)
+      self.lstm = nn.LSTM(spec.embedding, spec.units, batch_first=True)
+      self.head = nn.Linear(spec.units, spec.vocab_size if spec.per_step else 1)
+
+    def forward(self, ids):
+      # Keras' Dropout layer, then the LSTM's own input dropout.
+      h, _ = self.lstm(self.dropout(self.dropout(self.embedding(ids))))
+      return self.head(self.dropout(h if spec.per_step else h[:, -1]))
+
+  model = LSTMModel()
+  with torch.no_grad():  # Keras: uniform(-0.05, 0.05), glorot, orthogonal, unit forget bias
+    nn.init.uniform_(model.embedding.weight, -0.05, 0.05)
+    nn.init.xavier_uniform_(model.lstm.weight_ih_l0)  # [4H, D]: Keras' fans
+    nn.init.orthogonal_(model.lstm.weight_hh_l0)
+    model.lstm.bias_ih_l0.zero_()
+    model.lstm.bias_ih_l0[spec.units:2 * spec.units] = 1.0
+    model.lstm.bias_hh_l0.zero_()
+    nn.init.xavier_uniform_(model.head.weight)
+    nn.init.zeros_(model.head.bias)
+  model.lstm.bias_hh_l0.requires_grad_(False)
+  model = model.to(device)
+  trained = [p for p in model.parameters() if p.requires_grad]
+  optimizer = _OPTIMIZERS[spec.optimizer.name](torch, trained, spec.optimizer.args)
+  return model, optimizer
+
+
 def build_gan(spec: common.GanSpec, device: str = "cpu"):
   """The reports' DCGAN in PyTorch with Keras' initialisation, on `device`: (generator,
   discriminator, their two optimisers). 'same' padding as 2 on each side (Keras pads a stride-2
@@ -214,9 +253,22 @@ def train_gan(spec: common.GanSpec, num_examples: int, epochs: int, compile_mode
       compiled=compile_model)
 
 
-def train(spec: common.ModelSpec | common.GanSpec, num_examples: int, epochs: int,
-          compile_model: bool = False, threads: int = 0, flush_denormal: bool = True,
-          device: str = "cpu") -> dict[str, Any]:
+def _loss_and_correct(F, spec: common.ModelSpec | common.SequenceSpec):
+  """(loss(outputs, targets), correct(outputs, targets) -> count or None) of the spec's task."""
+  if isinstance(spec, common.SequenceSpec) and spec.per_step:  # [B, T, V] logits, [B, T] ids
+    return (lambda logits, ids: F.cross_entropy(logits.flatten(0, 1), ids.flatten()),
+            lambda logits, ids: (logits.argmax(-1) == ids).sum())
+  if isinstance(spec, common.SequenceSpec):  # [B, 1] logits, [B] 0/1 labels
+    return (lambda logits, labels: F.binary_cross_entropy_with_logits(logits[:, 0], labels),
+            lambda logits, labels: ((logits[:, 0] > 0) == (labels > 0.5)).sum())
+  if spec.unet:
+    return F.mse_loss, None
+  return F.cross_entropy, lambda logits, labels: (logits.argmax(1) == labels).sum()
+
+
+def train(spec: common.ModelSpec | common.GanSpec | common.SequenceSpec, num_examples: int,
+          epochs: int, compile_model: bool = False, threads: int = 0,
+          flush_denormal: bool = True, device: str = "cpu") -> dict[str, Any]:
   """Trains `spec` for `epochs` epochs of `num_examples` random examples, eager or compiled.
 
   `threads` = 0 means `os.cpu_count()`; `device` is 'cpu' or 'gpu' (the first CUDA device).
@@ -232,16 +284,24 @@ def train(spec: common.ModelSpec | common.GanSpec, num_examples: int, epochs: in
     return {**train_gan(spec, num_examples, epochs, compile_model, torch_device),
             "flush_denormal": flushing}
   nchw = lambda images: torch.from_numpy(images).permute(0, 3, 1, 2).float().contiguous()
-  if spec.unet:
+  sequence = isinstance(spec, common.SequenceSpec)
+  clip_norm = spec.optimizer.args.get("global_clipnorm") if sequence else None
+  if sequence:
+    inputs, targets = common.token_data(spec, num_examples)
+    x, y = torch.from_numpy(inputs).long(), torch.from_numpy(targets)
+    x, y = x.to(torch_device), (y.long() if spec.per_step else y.float()).to(torch_device)
+    model, optimizer = build_sequence(spec, torch_device)
+  elif spec.unet:
     inputs, targets = common.denoising_data(spec, num_examples)
     x, y = nchw(inputs).to(torch_device), nchw(targets).to(torch_device)
+    model, optimizer = build(spec, torch_device)
   else:
     images, labels = common.random_data(spec, num_examples)
     x = nchw(images).div(255.0).to(torch_device)
     y = torch.from_numpy(labels).to(torch_device)
-  loss_fn = F.mse_loss if spec.unet else F.cross_entropy
-  model, optimizer = build(spec, torch_device)
-  parameters = sum(p.numel() for p in model.parameters())
+    model, optimizer = build(spec, torch_device)
+  loss_fn, correct_fn = _loss_and_correct(F, spec)
+  parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
   step_model = torch.compile(model) if compile_model else model
   model.train()
 
@@ -261,16 +321,19 @@ def train(spec: common.ModelSpec | common.GanSpec, num_examples: int, epochs: in
       logits = step_model(inputs)
       loss = loss_fn(logits, targets)
       loss.backward()
+      if clip_norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
       optimizer.step()
       loss_sum += loss.detach()
-      if not spec.unet:
-        correct += (logits.detach().argmax(1) == targets).sum()
+      if correct_fn:
+        correct += correct_fn(logits.detach(), targets)
       if compile_seconds is None:
         if torch_device == "cuda":
           torch.cuda.synchronize()
         compile_seconds = time.perf_counter() - timer.start_time
     epoch_loss = loss_sum.item() / steps_per_epoch  # what a user prints after each epoch
-    epoch_accuracy = None if spec.unet else correct.item() / (steps_per_epoch * batch)
+    epoch_accuracy = correct.item() / (steps_per_epoch * batch * targets[0].numel()) if (
+        correct_fn) else None
     timer.stop()
   first, *steady = timer.epoch_seconds
   return common.measurement(

@@ -16,8 +16,15 @@ of frequency rank r (1 = most frequent) gets id r + 3, ids 0 (padding), 1 (start
 [1, ids...], padded in front with 0 and cut from the front to `maxlen` (`pad_sequences`'
 'pre'; Keras' load_data would drop a longer review instead). Ranks come from the train split's
 word counts (ties alphabetical), or from a Keras word-index JSON (`imdb_word_index.json`).
-The ids are built once per (vocabulary, num_words, maxlen) and kept in the data dir
-(`imdb_reviews_ids/NAME/`: train.npz, test.npz, vocabulary.json), not per run.
+With `ngrams` = n > 1, each review's ids are followed by ids for its runs of 2 ... n neighbouring
+ids (none of them padding), fastText's n-grams as a vocabulary of their own, as Keras'
+imdb_fasttext example builds it: the `num_ngrams` n-grams most frequent in the train split (ties
+by their key, the run read as a number in base num_words) get ids num_words, num_words + 1, ...
+in that order; any other n-gram (one never seen in training, or rarer) gets 0, padding, so it
+takes no part, where hashing would put it on a row that other n-grams trained.
+The ids are built once per (vocabulary, num_words, maxlen, ngrams, num_ngrams) and kept in the
+data dir (`imdb_reviews_ids/NAME/`: train.npz, test.npz, vocabulary.json, and ngrams.npy, the
+kept n-grams' keys in id order), not per run.
 """
 
 import collections
@@ -53,6 +60,8 @@ OPTIONS = dict(
     vocabulary="train",  # 'train': ranks by the train split's counts; else a word-index JSON
     num_words=20_000,  # ids < num_words are kept; rarer words become UNKNOWN
     maxlen=400,  # ids per review, START included
+    ngrams=1,  # > 1: runs of 2 ... ngrams neighbouring ids also get ids (see above)
+    num_ngrams=0,  # how many of the train split's most frequent n-grams get an id
 )
 
 _FILTERS = re.compile(r"[!\"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~\t\n]")
@@ -143,6 +152,12 @@ def options(config: ml_collections.ConfigDict) -> dict:
   if values["maxlen"] < 2:
     raise ConfigError(f"config.data.imdb.maxlen={values['maxlen']}: must be >= 2 (the start "
                       "id and a word)")
+  if values["ngrams"] < 1 or values["num_words"] ** values["ngrams"] >= 2 ** 63:
+    raise ConfigError(f"config.data.imdb.ngrams={values['ngrams']}: must be >= 1, and "
+                      f"num_words ** ngrams < 2 ** 63 (an n-gram's key is an int64)")
+  if not (values["num_ngrams"] > 0 if values["ngrams"] > 1 else values["num_ngrams"] == 0):
+    raise ConfigError(f"config.data.imdb.num_ngrams={values['num_ngrams']}: must be > 0 with "
+                      f"ngrams={values['ngrams']} > 1, and 0 with ngrams=1")
   if values["vocabulary"] != "train" and not os.path.isfile(values["vocabulary"]):
     raise ConfigError(f"config.data.imdb.vocabulary={values['vocabulary']!r}: neither 'train' "
                       "nor a word-index JSON file")
@@ -176,6 +191,44 @@ def to_ids(texts: list[str], ranking: list[str], num_words: int, maxlen: int) ->
   return out
 
 
+def ngram_keys(ids_NT: np.ndarray, n: int, num_words: int) -> np.ndarray:
+  """Each run of `n` neighbouring ids as one int64 key, the ids as digits in base `num_words`
+  (runs of different lengths never share a key: no id is 0); -1 where a run holds padding.
+  [N, T - n + 1]."""
+  keys = np.zeros((ids_NT.shape[0], ids_NT.shape[1] - n + 1), np.int64)
+  padded = np.zeros(keys.shape, bool)
+  for offset in range(n):
+    digits = ids_NT[:, offset: offset + keys.shape[1]].astype(np.int64)
+    keys = keys * num_words + digits
+    padded |= digits == PAD
+  return np.where(padded, -1, keys)
+
+
+def ngram_table(ids_NT: np.ndarray, ngrams: int, num_ngrams: int, num_words: int) -> np.ndarray:
+  """The keys of the `num_ngrams` most frequent n-grams (2 ... `ngrams` ids) of `ids_NT`, by
+  descending count, ties by key: n-gram id num_words + i is entry i. int64 [<= num_ngrams]."""
+  keys = np.concatenate([ngram_keys(ids_NT, n, num_words).ravel()
+                         for n in range(2, ngrams + 1)])
+  unique, counts = np.unique(keys[keys >= 0], return_counts=True)
+  if not len(unique):
+    raise DataError(f"the train reviews hold no runs of 2 ... {ngrams} words to make n-grams of")
+  return unique[np.lexsort((unique, -counts))][:num_ngrams]
+
+
+def with_ngrams(ids_NT: np.ndarray, table: np.ndarray, ngrams: int,
+                num_words: int) -> np.ndarray:
+  """`ids_NT` followed by the ids of its n-grams of 2 ... `ngrams` ids: num_words + the entry
+  of `table` that holds the n-gram's key, or 0 (padding) if none does. int32."""
+  order = np.argsort(table)
+  sorted_keys = table[order]
+  columns = [ids_NT]
+  for n in range(2, ngrams + 1):
+    keys = ngram_keys(ids_NT, n, num_words)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    columns.append(np.where(sorted_keys[at] == keys, num_words + order[at], PAD))
+  return np.concatenate(columns, axis=1).astype(np.int32)
+
+
 def vocabulary(ranking: list[str], num_words: int) -> list[str]:
   """id -> word for ids < num_words; ids 0-3 are '<pad>', '<start>', '<unk>', '<unused>'."""
   return ["<pad>", "<start>", "<unk>", "<unused>", *ranking[:num_words - INDEX_FROM - 1]]
@@ -193,8 +246,9 @@ def ids_dir(config: ml_collections.ConfigDict) -> str:
   values = options(config)
   source = ("train" if values["vocabulary"] == "train"
             else os.path.splitext(os.path.basename(values["vocabulary"]))[0])
+  ngrams = (f"_{values['ngrams']}grams{values['num_ngrams']}" if values["ngrams"] > 1 else "")
   return os.path.join(tfds_io.data_dir(config.dir or None), IDS_DIR,
-                      f"{source}_words{values['num_words']}_maxlen{values['maxlen']}")
+                      f"{source}_words{values['num_words']}_maxlen{values['maxlen']}{ngrams}")
 
 
 def load(config: ml_collections.ConfigDict) -> dict[str, dict[str, np.ndarray]]:
@@ -211,9 +265,16 @@ def load(config: ml_collections.ConfigDict) -> dict[str, dict[str, np.ndarray]]:
     os.makedirs(os.path.dirname(directory), exist_ok=True)
     building = tempfile.mkdtemp(dir=os.path.dirname(directory))
     try:
-      for split, (split_texts, labels) in texts.items():
-        np.savez(os.path.join(building, f"{split}.npz"), label=labels,
-                 tokens=to_ids(split_texts, ranking, values["num_words"], values["maxlen"]))
+      ids = {split: to_ids(split_texts, ranking, values["num_words"], values["maxlen"])
+             for split, (split_texts, _) in texts.items()}
+      if values["ngrams"] > 1:
+        table = ngram_table(ids["train"], values["ngrams"], values["num_ngrams"],
+                            values["num_words"])
+        np.save(os.path.join(building, "ngrams.npy"), table)
+        ids = {split: with_ngrams(split_ids, table, values["ngrams"], values["num_words"])
+               for split, split_ids in ids.items()}
+      for split, (_, labels) in texts.items():
+        np.savez(os.path.join(building, f"{split}.npz"), label=labels, tokens=ids[split])
       with open(os.path.join(building, "vocabulary.json"), "w") as f:
         json.dump(vocabulary(ranking, values["num_words"]), f)
       os.rename(building, directory)
@@ -230,3 +291,14 @@ def load_vocabulary(config: ml_collections.ConfigDict) -> list[str]:
   """id -> word of the ids `load` built."""
   with open(os.path.join(ids_dir(config), "vocabulary.json")) as f:
     return json.load(f)
+
+
+def encode(texts: list[str], config: ml_collections.ConfigDict) -> np.ndarray:
+  """Texts -> the ids a model trained on `load`'s ids reads: words, and n-grams if any."""
+  values = options(config)
+  ranking = load_vocabulary(config)[INDEX_FROM + 1:]
+  ids = to_ids(texts, ranking, values["num_words"], values["maxlen"])
+  if values["ngrams"] == 1:
+    return ids
+  table = np.load(os.path.join(ids_dir(config), "ngrams.npy"))
+  return with_ngrams(ids, table, values["ngrams"], values["num_words"])

@@ -5,9 +5,10 @@ vectors load into `params/embedding/embedding` and `optimizer.freeze='embedding'
 Id 0 is padding; with `mask_zero` (Keras' `Embedding(mask_zero=True)`) padding takes no part.
 
   BagOfEmbeddings: the mean of the review's embeddings (GlobalAveragePooling1D) -> Dense(1);
-      with `ngram_buckets` > 0 also the embeddings of its bigrams, each pair of neighbouring ids
-      hashed into one of `ngram_buckets` extra rows (fastText's bigram trick). The course's
-      `embeddings_model`: embedding=1, ngram_buckets=0, mask_zero=False.
+      with `num_ngrams` > 0 the ids vocab_size ... vocab_size + num_ngrams - 1 are n-grams with
+      rows of their own (fastText's n-grams; the data set appends them to each review,
+      `config.data.imdb.ngrams`, dljax/data/imdb.py). The course's `embeddings_model`:
+      embedding=1, num_ngrams=0, mask_zero=False.
   LSTMClassifier: Embedding -> Dropout -> LSTM(units, dropout) (or Bidirectional) -> Dropout
       -> Dense(1). `pooling='last'`: the last state (the course's 2021 lstm_model);
       'max': GlobalMaxPool1D over the steps' outputs (the 2020 Bidirectional model).
@@ -21,21 +22,12 @@ from dljax.errors import ConfigError
 from dljax.models import layers, lstm
 
 POOLINGS = ("last", "max")
-_HASH_MULTIPLIER = 1_000_003  # a prime: neighbouring pairs spread over the buckets
-
-
-def bigram_ids(tokens_BT: jax.Array, vocab_size: int, buckets: int) -> jax.Array:
-  """The hashed bigram of each pair of neighbouring ids, in [vocab_size, vocab_size + buckets);
-  a pair with padding gets 0 (padding). [B, T - 1]."""
-  first, second = tokens_BT[:, :-1].astype(jnp.uint32), tokens_BT[:, 1:].astype(jnp.uint32)
-  hashed = (first * _HASH_MULTIPLIER + second) % buckets
-  return jnp.where((first > 0) & (second > 0), vocab_size + hashed.astype(jnp.int32), 0)
 
 
 class BagOfEmbeddings(nn.Module):
   vocab_size: int = 20_000
   embedding: int = 50
-  ngram_buckets: int = 0  # 0 = words only; else rows for hashed bigrams
+  num_ngrams: int = 0  # rows for n-gram ids after the words' (0 = words only)
   mask_zero: bool = True
   dropout: float = 0.0  # on the pooled vector
 
@@ -43,16 +35,13 @@ class BagOfEmbeddings(nn.Module):
     super().__post_init__()
     layers.check_sizes("vocab_size", self.vocab_size)
     layers.check_sizes("embedding", self.embedding)
-    if self.ngram_buckets < 0:
-      raise ConfigError(f"config.model.ngram_buckets={self.ngram_buckets}: must be >= 0")
+    if self.num_ngrams < 0:
+      raise ConfigError(f"config.model.num_ngrams={self.num_ngrams}: must be >= 0")
     layers.check_rate("dropout", self.dropout)
 
   @nn.compact
   def __call__(self, tokens_BT: jax.Array, *, train: bool = False) -> jax.Array:
-    if self.ngram_buckets:
-      tokens_BT = jnp.concatenate(
-          [tokens_BT, bigram_ids(tokens_BT, self.vocab_size, self.ngram_buckets)], axis=1)
-    x_BTE = lstm.embed(self.vocab_size + self.ngram_buckets, self.embedding,
+    x_BTE = lstm.embed(self.vocab_size + self.num_ngrams, self.embedding,
                        name="embedding")(tokens_BT)
     if self.mask_zero:
       keep_BT1 = (tokens_BT > 0)[..., None].astype(x_BTE.dtype)

@@ -1,12 +1,14 @@
-"""Character-level language models (family C): next-token cross-entropy, sampling, BLEU.
+"""Character- and word-level language models (family C): next-token cross-entropy, sampling,
+BLEU.
 
 The model (`lstm_lm`, dljax/models/lstm.py) reads a window's first T ids and predicts the next
-id at every step. Metrics are counted over tokens, not averaged per window: eval_step gives each
+id at every step; a token is a character or a word (`config.data.text.tokens`, dljax/data/
+text.py). Metrics are counted over tokens, not averaged per window: eval_step gives each
 window's summed negative log-likelihood, its number of counted targets and of correct argmax
 predictions, and `finalize` divides the split's sums:
 
-    loss = sum nll / tokens (nats per character), perplexity = e ** loss,
-    bits_per_char = loss / ln 2, accuracy = correct / tokens.
+    loss = sum nll / tokens (nats per token), perplexity = e ** loss,
+    bits_per_char = loss / ln 2 (per word for word tokens), accuracy = correct / tokens.
 
 Sampling runs inside jit: the prompt is read in one pass, then `lax.scan` feeds each drawn token
 back with the LSTM states, drawing from softmax(logits / T); T = 0 takes the argmax (greedy).
@@ -39,14 +41,14 @@ from dljax.tasks.task import Task
 def task_config() -> ml_collections.ConfigDict:
   """`config.language_model`: what the evaluator samples and what `analyze` scores."""
   return ml_collections.ConfigDict(dict(
-      prompt="",  # '' = the held-out text's first `prompt_length` characters
+      prompt="",  # '' = the held-out text's first `prompt_length` tokens
       prompt_length=32,
-      sample_length=300,  # characters drawn per sample
+      sample_length=300,  # tokens drawn per sample
       temperatures=(0.2, 0.5, 1.0),  # a sample at each, at every evaluation
       bleu=dict(
           prompts=64,  # held-out passages, evenly spaced, continued at every temperature
-          prompt_length=100,  # characters of each passage given as the prompt
-          length=100,  # characters generated and compared with what follows
+          prompt_length=100,  # tokens of each passage given as the prompt
+          length=100,  # tokens generated and compared with what follows
           temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.5),
       ),
   ))
@@ -129,32 +131,34 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
   """The language-model Task of `config.model` on `config.data.text`'s file."""
   del data  # the windows come in batches; the vocabulary and held-out text from the file
   options = text.options(config.data)
-  vocab = text.vocabulary(options["path"])
+  kind = options["tokens"]
+  vocab = text.vocabulary(options["path"], kind, options["num_words"], options["test_fraction"])
   if len(vocab) > config.model.vocab_size:
     raise ConfigError(f"config.model.vocab_size={config.model.vocab_size}: "
-                      f"{options['path']} has {len(vocab)} distinct characters; set it to "
-                      f">= {len(vocab)}")
-  _, held_out = text.split_text(options["path"], options["test_fraction"])
+                      f"{options['path']} has {len(vocab)} distinct {kind} tokens (with "
+                      f"num_words={options['num_words']}); set it to >= {len(vocab)}")
+  held_out = text.tokenize(text.split_text(options["path"], options["test_fraction"])[1], kind)
   span = config.language_model.bleu.prompt_length + config.language_model.bleu.length
   if len(held_out) < span:
     raise ConfigError(f"config.language_model.bleu: a prompt and its continuation take {span} "
-                      f"characters, the held-out text has {len(held_out)}")
+                      f"tokens, the held-out text has {len(held_out)}")
   choices = config.language_model
   sample = sampler(models.build(config.model), len(vocab))
-  prompt = choices.prompt or held_out[:choices.prompt_length]
+  prompt = text.tokenize(choices.prompt, kind) or held_out[:choices.prompt_length]
   prompt_1P = jnp.asarray(text.encode(prompt, vocab))[None]
 
   def draw(state, rng, artefacts):
     samples = []
     for temperature in choices.temperatures:
       ids = sample(state.params, prompt_1P, rng, temperature, choices.sample_length)[0]
-      samples.append(f"T={temperature:g}: {prompt}|{text.decode(ids, vocab)}")
+      samples.append(f"T={temperature:g}: {text.join(prompt, kind)}|"
+                     f"{text.decode(ids, vocab, kind)}")
     artefacts.text("samples", "\n\n".join(samples))
     return {}
 
   def analyze(state, outputs, examples, workdir):
     del outputs, examples
-    scores = bleu_by_temperature(sample, state.params, held_out, vocab, choices.bleu)
+    scores = bleu_by_temperature(sample, state.params, held_out, vocab, kind, choices.bleu)
     with open(os.path.join(workdir, "bleu.json"), "w") as f:
       json.dump(scores, f, indent=1)
     plot_bleu(scores, os.path.join(workdir, "bleu.png"))
@@ -168,22 +172,22 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
       finalize=finalize, evaluators=(draw,), analyze=analyze)
 
 
-def bleu_by_temperature(sample, params, held_out: str, vocab: tuple[str, ...],
+def bleu_by_temperature(sample, params, held_out: list[str], vocab: tuple[str, ...], kind: str,
                         options: ml_collections.ConfigDict) -> dict:
-  """Continuations of evenly spaced held-out passages at each temperature, scored by
-  `bleu_scores` against the text that follows each passage (one fixed key: the same draws
-  at every temperature)."""
+  """Continuations of evenly spaced held-out passages (tokens of `kind`) at each temperature,
+  scored by `bleu_scores` against the text that follows each passage (one fixed key: the same
+  draws at every temperature)."""
   span = options.prompt_length + options.length
   count = min(options.prompts, max(len(held_out) // span, 1))
   starts = np.linspace(0, len(held_out) - span, count).astype(int)
   prompts_BP = jnp.asarray(np.stack([text.encode(held_out[s: s + options.prompt_length], vocab)
                                      for s in starts]))
-  references = [held_out[s + options.prompt_length: s + span] for s in starts]
+  references = [text.join(held_out[s + options.prompt_length: s + span], kind) for s in starts]
   rows = []
   for temperature in options.temperatures:
     ids_BL = np.asarray(sample(params, prompts_BP, jax.random.key(0), temperature,
                                options.length))
-    hypotheses = [text.decode(ids, vocab) for ids in ids_BL]
+    hypotheses = [text.decode(ids, vocab, kind) for ids in ids_BL]
     rows.append({"temperature": float(temperature), **bleu_scores(hypotheses, references),
                  "example": hypotheses[0]})
   return {"prompts": int(count), "prompt_length": options.prompt_length,

@@ -37,10 +37,16 @@ def task_config() -> ml_collections.ConfigDict:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  num_words = imdb.options(config.data)["num_words"]
-  if config.model.vocab_size != num_words:
+  values = imdb.options(config.data)
+  if config.model.vocab_size != values["num_words"]:
     raise ConfigError(f"config.model.vocab_size={config.model.vocab_size}: must equal "
-                      f"config.data.imdb.num_words={num_words}")
+                      f"config.data.imdb.num_words={values['num_words']}")
+  if "num_ngrams" not in config.model and values["ngrams"] > 1:
+    raise ConfigError(f"config.data.imdb.ngrams={values['ngrams']}: {config.model.name} reads "
+                      "words in order; n-gram ids are for bag_of_embeddings")
+  if config.model.get("num_ngrams", 0) != values["num_ngrams"]:
+    raise ConfigError(f"config.model.num_ngrams={config.model.num_ngrams}: must equal "
+                      f"config.data.imdb.num_ngrams={values['num_ngrams']}")
   glove = config.sentiment.glove
   if glove and not os.path.isfile(glove):
     raise ConfigError(f"config.sentiment.glove={glove!r}: no such GloVe file")
@@ -123,13 +129,11 @@ def build(config: ml_collections.ConfigDict, data: Splits, total_steps: int) -> 
                                                       batch["tokens"]))}
 
   def analyze(state, outputs, examples, workdir):
-    del outputs
+    del outputs, examples
     table = np.asarray(state.params["embedding"]["embedding"])
     neighbours = {word: nearest(table, vocabulary, word, choices.neighbours)
                   for word in choices.probe_words if word in vocabulary}
-    maxlen = examples["tokens"].shape[1]
-    ranking = vocabulary[imdb.INDEX_FROM + 1:]
-    phrases = imdb.to_ids(list(choices.probe_phrases), ranking, len(vocabulary), maxlen)
+    phrases = imdb.encode(list(choices.probe_phrases), config.data)
     p_positive = jax.jit(predict)(state, {"tokens": phrases}, None)["probability"]
     probabilities = dict(zip(choices.probe_phrases, map(float, p_positive), strict=True))
     probes = {"nearest_by_cosine": neighbours, "p_positive": probabilities}
