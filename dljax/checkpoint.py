@@ -69,8 +69,8 @@ class Checkpointer:
     """Saves `state` and `meta` as step `step`; `best_step` is the checkpoint to keep as best."""
     self._keep.best = best_step
     self._manager.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        step, args=ocp.args.Composite(state=ocp.args.StandardSave(_on_host(state)),
+                                      meta=ocp.args.JsonSave(meta)),
         force=True)
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
@@ -131,6 +131,20 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _on_host(state: Any) -> Any:
+  """`state` with its arrays that this process holds whole copied to the host (numpy).
+
+  Orbax copies a save's arrays to the host before it returns anyway, and its save of host arrays
+  cost half the CPU (a DQN trial's state, 45 arrays: 60 against 115 ms), which the DQN study
+  pays for 128 trials at once. Random keys and arrays spread over processes stay as they are.
+  """
+  def host(x):
+    return np.asarray(x) if isinstance(x, jax.Array) and x.is_fully_addressable and not (
+        jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)) else x
+
+  return jax.tree.map(host, state)
 
 
 class Mismatch(ValueError):

@@ -172,24 +172,27 @@ class Stack:
 
   def stack(self, trees: Sequence[Any], sharding: jax.sharding.Sharding) -> Any:
     """One tree per trial -> one tree whose leaves have the trials' axis first."""
-    return trees[0] if self.size == 1 else _stacker(sharding)(*trees)
+    if self.size == 1:
+      return trees[0]
+    if self.split:  # trials taken from a split stack are each on their own device
+      trees = [jax.device_put(tree, self.trial_sharding) for tree in trees]
+    return _stacker(sharding)(*trees)
 
   def take(self, tree: Any, k: int) -> Any:
-    """Trial `k`'s part of a stacked tree (replicated)."""
+    """Trial `k`'s part of a stacked tree: replicated, or, split, on the device that holds it."""
     if self.size == 1:
       return tree
     if not self.split:
       return self._take(tree, k)
-    # Split, trial k is on one device: taken there, then copied to the others. Taken from the
-    # global stack, XLA gathered every trial's state onto every device first (DQN's 128: 0.1 s
-    # a trial, for each evaluation and checkpoint).
+    # Taken from the global stack, XLA gathered every trial's state onto every device first
+    # (DQN's 128 trials: 0.1 s a trial, at each evaluation and checkpoint).
     first = jax.tree.leaves(tree)[0]
     device, start = next((shard.device, shard.index[0].start or 0)
                          for shard in first.addressable_shards
                          if (shard.index[0].start or 0) <= k < shard.index[0].stop)
     here = jax.tree.map(lambda x: next(s.data for s in x.addressable_shards if s.device == device),
                         tree)
-    return jax.device_put(self._take_here(here, k - start), self.trial_sharding)
+    return self._take_here(here, k - start)
 
   def one(self, abstract: Any) -> Any:
     """ShapeDtypeStructs of one trial's part of a stacked tree's ShapeDtypeStructs."""

@@ -16,7 +16,8 @@ With `--vmap`, trials that differ only in values (`dljax.trials.VALUE_KEYS`: see
 rates, dropout rates, regulariser strengths, ...) train together in one process and one jit, their
 steps vmapped (`dljax.train.run_together`), at most N at once with `--vmap=N`; each still gets its
 own workdir, the same as when trained alone. Such a group runs as
-`python -m launch.sweep ... --trial=A --trial=B --together`, its output going to A's train.log.
+`python -m launch.sweep ... --trial=A --trial=B --together`, its output going to A's train.log
+(with no --trial, `--together` trains all the sweep's trials together, here).
 `--trial=NAME` (repeatable) runs only the trials named.
 
 Every trial is validated (config argument, overrides, `config_lib.validate`) before any starts;
@@ -370,7 +371,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str], argpars
   parser.add_argument("--trial", action="append", metavar="NAME",
                       help="run only this trial (repeatable; names as --dry_run lists them)")
   parser.add_argument("--together", action="store_true",
-                      help="train the --trial trials together in this process (what --vmap runs)")
+                      help="train the --trial trials (default: all) together in this process "
+                      "(what --vmap runs)")
   parser.add_argument("--dry_run", action="store_true", help="validate and list; run nothing")
   slurm = parser.add_argument_group("slurm")
   slurm.add_argument("--partition")
@@ -394,8 +396,6 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str], argpars
                 "its own --gpus)\n")
   if args.vmap is not None and args.vmap < 0:
     parser.exit(2, f"{parser.prog}: error: --vmap={args.vmap}: must be >= 1 (or bare: no limit)\n")
-  if args.together and not args.trial:
-    parser.exit(2, f"{parser.prog}: error: --together: needs the --trial names to train\n")
   return args, common, parser
 
 

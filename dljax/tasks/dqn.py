@@ -103,9 +103,27 @@ def validate(config: ml_collections.ConfigDict) -> None:
 # difference into other episodes within ~100 episodes.
 
 
+@jax.custom_vjp
+def add_bias(x_BF, bias_F):
+  """x_BF + bias_F, whose gradient for the bias (a sum over the batch) is a matmul."""
+  return x_BF + bias_F
+
+
+def _add_bias_forward(x_BF, bias_F):
+  return x_BF + bias_F, None
+
+
+def _add_bias_backward(_, grad_BF):
+  rows_NF = grad_BF.reshape(-1, grad_BF.shape[-1])
+  return grad_BF, jnp.dot(jnp.ones(rows_NF.shape[0], rows_NF.dtype), rows_NF)
+
+
+add_bias.defvjp(_add_bias_forward, _add_bias_backward)
+
+
 class Dense(nn.Module):
-  """x @ kernel + bias as one matmul, [x, 1] @ [kernel; bias], so that the bias's gradient (a sum
-  over the batch) is a matmul too; Keras' initialisers (Glorot uniform, zeros), flax's names."""
+  """x @ kernel + bias with Keras' initialisers (Glorot uniform, zeros) and flax's names; the
+  bias's gradient is a matmul (`add_bias`)."""
   features: int
 
   @nn.compact
@@ -113,8 +131,7 @@ class Dense(nn.Module):
     kernel_IF = self.param("kernel", nn.initializers.glorot_uniform(),
                            (x_BI.shape[-1], self.features))
     bias_F = self.param("bias", nn.initializers.zeros, (self.features,))
-    ones_B1 = jnp.ones((*x_BI.shape[:-1], 1), x_BI.dtype)
-    return jnp.concatenate([x_BI, ones_B1], -1) @ jnp.concatenate([kernel_IF, bias_F[None]])
+    return add_bias(x_BI @ kernel_IF, bias_F)
 
 
 def batch_mean(values_B):
