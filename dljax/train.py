@@ -298,6 +298,27 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
   startup_seconds = _seconds_since_process_start()  # the command to its first train step
   progress = writers.Progress(total_steps, step)
   window = []  # (steps, train metrics on device) of each call since the last log line
+  unwritten = []  # (step, window) of logs closed but not yet written
+
+  def write_logs() -> None:
+    """Writes the closed logs: each active trial's train record (the means over its window)
+    unless the window shows it diverged, and the progress bar."""
+    for end_step, closed in unwritten:
+      window_K = {name: np.concatenate([np.reshape(m[name], (steps, stack.size))
+                                        for steps, m in jax.device_get(closed)])
+                  for name in closed[0][1]}  # {name: [steps, K]}
+      window_steps = sum(steps for steps, _ in closed)
+      for k, run_k in enumerate(runs):
+        if run_k.active:
+          run_k.diverged_at = _first_non_finite(window_K, k, end_step - window_steps + 1)
+          if run_k.active:
+            run_k.writer.write(end_step, "train", {name: float(np.mean(values[:, k]))
+                                                   for name, values in window_K.items()})
+      active = [k for k, r in enumerate(runs) if r.active]
+      progress.update(window_steps, {name: float(np.mean(values[:, active]))
+                                     for name, values in window_K.items()} if active else None)
+    unwritten.clear()
+
   segment_start = time.perf_counter()  # train time excludes evaluation and checkpointing
   stop = preempted(step)  # SIGTERM while loading or compiling: nothing to save yet
   while not stop and step < total_steps and any(r.active for r in runs):
@@ -309,28 +330,22 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
     state, metrics = train_call(count)(
         state, feed.arrays, feed.feed(step) if count == 1 else feed.feeds(step, count),
         np.int32(step))
+    # The logs closed before this call are written while it runs: written before it (the
+    # devices idle meanwhile), the DQN study's 128 trials' records of an episode took a tenth
+    # of its time. So a run whose last active trial diverged makes one call more.
+    write_logs()
     step += count
     window.append((count, metrics))
     is_eval = step % eval_every == 0 or step == total_steps
     if step % config.log_every_steps == 0 or is_eval:
       # Logs close at every evaluation too, and SIGTERM is only acted on when a log closes, so
       # log windows line up however often a run is stopped and resumed; and divergence is seen
-      # before any checkpoint could hold it.
-      window_K = {name: np.concatenate([np.reshape(m[name], (steps, stack.size))
-                                        for steps, m in jax.device_get(window)])
-                  for name in metrics}  # {name: [steps, K]}
-      window_steps = sum(steps for steps, _ in window)
-      for k, run_k in enumerate(runs):
-        if run_k.active:
-          run_k.diverged_at = _first_non_finite(window_K, k, step - window_steps + 1)
-          if run_k.active:
-            run_k.writer.write(step, "train", {name: float(np.mean(values[:, k]))
-                                               for name, values in window_K.items()})
-      active = [k for k, r in enumerate(runs) if r.active]
-      progress.update(window_steps, {name: float(np.mean(values[:, active]))
-                                     for name, values in window_K.items()} if active else None)
+      # (the logs written) before any checkpoint could hold it.
+      unwritten.append((step, window))
       window = []
       stop = preempted(step)
+      if is_eval or stop:
+        write_logs()
     if (is_eval or stop) and any(r.active for r in runs):
       jax.block_until_ready(state)
       seconds = time.perf_counter() - segment_start
@@ -346,6 +361,7 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
         best = run_k.meta["best"]
         run_k.checkpointer.save(step, stack.take(state, k), run_k.meta, best and best["step"])
       segment_start = time.perf_counter()
+  write_logs()  # of that one call more
   progress.close()
   diverged = [r for r in runs if r.diverged_at is not None]
   # Each finished trial's curves.png, drawn (for many trials by worker processes) while the
