@@ -308,12 +308,17 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
                                         for steps, m in jax.device_get(closed)])
                   for name in closed[0][1]}  # {name: [steps, K]}
       window_steps = sum(steps for steps, _ in closed)
+      # Every trial's means and finiteness at once (a trial's values are a row: summed as
+      # np.mean of its own values sums them).
+      means_K = {name: np.ascontiguousarray(values.T).mean(axis=1)
+                 for name, values in window_K.items()}
+      finite_KS = np.all([np.isfinite(values.T) for values in window_K.values()], axis=0)
       for k, run_k in enumerate(runs):
         if run_k.active:
-          run_k.diverged_at = _first_non_finite(window_K, k, end_step - window_steps + 1)
+          run_k.diverged_at = _first_non_finite(finite_KS[k], end_step - window_steps + 1)
           if run_k.active:
-            run_k.writer.write(end_step, "train", {name: float(np.mean(values[:, k]))
-                                                   for name, values in window_K.items()})
+            run_k.writer.write(end_step, "train", {name: float(mean_K[k])
+                                                   for name, mean_K in means_K.items()})
       active = [k for k, r in enumerate(runs) if r.active]
       progress.update(window_steps, {name: float(np.mean(values[:, active]))
                                      for name, values in window_K.items()} if active else None)
@@ -580,10 +585,10 @@ def _check_metric(stopping: ml_collections.ConfigDict, metrics: dict[str, float]
                       f"{task_name!r}; allowed: {', '.join(sorted(metrics))}")
 
 
-def _first_non_finite(window_K: dict[str, np.ndarray], k: int, first_step: int) -> int | None:
-  """The step of trial `k`'s first non-finite train metric in a log window, if any."""
-  bad_S = ~np.all([np.isfinite(values[:, k]) for values in window_K.values()], axis=0)
-  return first_step + int(np.argmax(bad_S)) if bad_S.any() else None
+def _first_non_finite(finite_S: np.ndarray, first_step: int) -> int | None:
+  """The step of a trial's first non-finite train metric in a log window (finite_S: whether
+  all its metrics were finite at each step), if any."""
+  return None if finite_S.all() else first_step + int(np.argmin(finite_S))
 
 
 def _divergence_message(run_k: _Trial) -> str:
