@@ -324,6 +324,17 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
                                      for name, values in window_K.items()} if active else None)
     unwritten.clear()
 
+  def draw_curves() -> Callable[[], None]:
+    """Starts drawing each trial's curves.png (but a diverged one's); returns a function that
+    waits until they are drawn. Many trials' are drawn by worker processes while this one goes
+    on (saves checkpoints, tests): the DQN study's 128 took 0.1 s of CPU each."""
+    if jax.process_index() != 0:
+      return lambda: None
+    return plots.draw_curves([
+        (writers.read_metrics(r.workdir), feed.steps_per_epoch,
+         os.path.join(r.workdir, "curves.png")) for r in runs if r.diverged_at is None])
+
+  curves_drawn = None  # once they are being drawn, the function that waits for them
   segment_start = time.perf_counter()  # train time excludes evaluation and checkpointing
   stop = preempted(step)  # SIGTERM while loading or compiling: nothing to save yet
   while not stop and step < total_steps and any(r.active for r in runs):
@@ -355,26 +366,25 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
       jax.block_until_ready(state)
       seconds = time.perf_counter() - segment_start
       validation = assess(state, "validation", step, runs) if is_eval and track_best else None
-      for k, run_k in enumerate(runs):
-        if not run_k.active:
-          continue
+      saving = [k for k, run_k in enumerate(runs) if run_k.active]
+      for k in saving:
+        run_k = runs[k]
         run_k.meta.update(step=step, train_seconds=run_k.meta["train_seconds"] + seconds)
         if validation is not None:
           _check_metric(stopping, validation[k], config.task)
           run_k.writer.write(step, "validation", validation[k])
           _update_early_stopping(run_k.meta, validation[k], step, stopping)
-        best = run_k.meta["best"]
-        run_k.checkpointer.save(step, stack.take(state, k), run_k.meta, best and best["step"])
+      if not stop and (step == total_steps or not any(r.active for r in runs)):
+        curves_drawn = draw_curves()  # every metric is in: drawn while the checkpoints are saved
+      for k in saving:
+        best = runs[k].meta["best"]
+        runs[k].checkpointer.save(step, stack.take(state, k), runs[k].meta, best and best["step"])
       segment_start = time.perf_counter()
   write_logs()  # of that one call more
   progress.close()
+  if curves_drawn is None:  # no last evaluation: the trials had stopped early or diverged
+    curves_drawn = draw_curves() if not stop else lambda: None
   diverged = [r for r in runs if r.diverged_at is not None]
-  # Each finished trial's curves.png, drawn (for many trials by worker processes) while the
-  # checkpoints are written and the trials tested: the DQN study's 128 took 0.1 s of CPU each.
-  curves_drawn = plots.draw_curves([
-      (writers.read_metrics(r.workdir), feed.steps_per_epoch,
-       os.path.join(r.workdir, "curves.png")) for r in runs if r not in diverged]) if (
-      not stop and jax.process_index() == 0) else lambda: None
   for run_k in runs:
     run_k.checkpointer.wait()
   if stop or len(diverged) == num_trials:
