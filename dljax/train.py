@@ -300,6 +300,43 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
   startup_seconds = _seconds_since_process_start()  # the command to its first train step
   progress = writers.Progress(total_steps, step)
   window = []  # (steps, train metrics on device) of each call since the last log line
+  unwritten = []  # (step, window) of logs closed but not yet written
+
+  def write_logs() -> None:
+    """Writes the closed logs: each active trial's train record (the means over its window)
+    unless the window shows it diverged, and the progress bar."""
+    for end_step, closed in unwritten:
+      window_K = {name: np.concatenate([np.reshape(m[name], (steps, stack.size))
+                                        for steps, m in jax.device_get(closed)])
+                  for name in closed[0][1]}  # {name: [steps, K]}
+      window_steps = sum(steps for steps, _ in closed)
+      # Every trial's means and finiteness at once (a trial's values are a row: summed as
+      # np.mean of its own values sums them).
+      means_K = {name: np.ascontiguousarray(values.T).mean(axis=1)
+                 for name, values in window_K.items()}
+      finite_KS = np.all([np.isfinite(values.T) for values in window_K.values()], axis=0)
+      for k, run_k in enumerate(runs):
+        if run_k.active:
+          run_k.diverged_at = _first_non_finite(finite_KS[k], end_step - window_steps + 1)
+          if run_k.active:
+            run_k.writer.write(end_step, "train", {name: float(mean_K[k])
+                                                   for name, mean_K in means_K.items()})
+      active = [k for k, r in enumerate(runs) if r.active]
+      progress.update(window_steps, {name: float(np.mean(values[:, active]))
+                                     for name, values in window_K.items()} if active else None)
+    unwritten.clear()
+
+  def draw_curves() -> Callable[[], None]:
+    """Starts drawing each trial's curves.png (but a diverged one's); returns a function that
+    waits until they are drawn. Many trials' are drawn by worker processes while this one goes
+    on (saves checkpoints, tests): the DQN study's 128 took 0.1 s of CPU each."""
+    if jax.process_index() != 0:
+      return lambda: None
+    return plots.draw_curves([
+        (writers.read_metrics(r.workdir), feed.steps_per_epoch,
+         os.path.join(r.workdir, "curves.png")) for r in runs if r.diverged_at is None])
+
+  curves_drawn = None  # once they are being drawn, the function that waits for them
   segment_start = time.perf_counter()  # train time excludes evaluation and checkpointing
   stop = preempted(step)  # SIGTERM while loading or compiling: nothing to save yet
   while not stop and step < total_steps and any(r.active for r in runs):
@@ -311,51 +348,45 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
     state, metrics = train_call(count)(
         state, feed.arrays, feed.feed(step) if count == 1 else feed.feeds(step, count),
         np.int32(step))
+    # The logs closed before this call are written while it runs: written before it (the
+    # devices idle meanwhile), the DQN study's 128 trials' records of an episode took a tenth
+    # of its time. So a run whose last active trial diverged makes one call more.
+    write_logs()
     step += count
     window.append((count, metrics))
     is_eval = step % eval_every == 0 or step == total_steps
     if step % config.log_every_steps == 0 or is_eval:
       # Logs close at every evaluation too, and SIGTERM is only acted on when a log closes, so
       # log windows line up however often a run is stopped and resumed; and divergence is seen
-      # before any checkpoint could hold it.
-      window_K = {name: np.concatenate([np.reshape(m[name], (steps, stack.size))
-                                        for steps, m in jax.device_get(window)])
-                  for name in metrics}  # {name: [steps, K]}
-      window_steps = sum(steps for steps, _ in window)
-      for k, run_k in enumerate(runs):
-        if run_k.active:
-          run_k.diverged_at = _first_non_finite(window_K, k, step - window_steps + 1)
-          if run_k.active:
-            run_k.writer.write(step, "train", {name: float(np.mean(values[:, k]))
-                                               for name, values in window_K.items()})
-      active = [k for k, r in enumerate(runs) if r.active]
-      progress.update(window_steps, {name: float(np.mean(values[:, active]))
-                                     for name, values in window_K.items()} if active else None)
+      # (the logs written) before any checkpoint could hold it.
+      unwritten.append((step, window))
       window = []
       stop = preempted(step)
+      if is_eval or stop:
+        write_logs()
     if (is_eval or stop) and any(r.active for r in runs):
       jax.block_until_ready(state)
       seconds = time.perf_counter() - segment_start
       validation = assess(state, "validation", step, runs) if is_eval and track_best else None
-      for k, run_k in enumerate(runs):
-        if not run_k.active:
-          continue
+      saving = [k for k, run_k in enumerate(runs) if run_k.active]
+      for k in saving:
+        run_k = runs[k]
         run_k.meta.update(step=step, train_seconds=run_k.meta["train_seconds"] + seconds)
         if validation is not None:
           _check_metric(stopping, validation[k], config.task)
           run_k.writer.write(step, "validation", validation[k])
           _update_early_stopping(run_k.meta, validation[k], step, stopping)
-        best = run_k.meta["best"]
-        run_k.checkpointer.save(step, stack.take(state, k), run_k.meta, best and best["step"])
+      if not stop and (step == total_steps or not any(r.active for r in runs)):
+        curves_drawn = draw_curves()  # every metric is in: drawn while the checkpoints are saved
+      for k in saving:
+        best = runs[k].meta["best"]
+        runs[k].checkpointer.save(step, stack.take(state, k), runs[k].meta, best and best["step"])
       segment_start = time.perf_counter()
+  write_logs()  # of that one call more
   progress.close()
+  if curves_drawn is None:  # no last evaluation: the trials had stopped early or diverged
+    curves_drawn = draw_curves() if not stop else lambda: None
   diverged = [r for r in runs if r.diverged_at is not None]
-  # Each finished trial's curves.png, drawn (for many trials by worker processes) while the
-  # checkpoints are written and the trials tested: the DQN study's 128 took 0.1 s of CPU each.
-  curves_drawn = plots.draw_curves([
-      (writers.read_metrics(r.workdir), feed.steps_per_epoch,
-       os.path.join(r.workdir, "curves.png")) for r in runs if r not in diverged]) if (
-      not stop and jax.process_index() == 0) else lambda: None
   for run_k in runs:
     run_k.checkpointer.wait()
   if stop or len(diverged) == num_trials:
@@ -575,10 +606,10 @@ def _check_metric(stopping: ml_collections.ConfigDict, metrics: dict[str, float]
                       f"{task_name!r}; allowed: {', '.join(sorted(metrics))}")
 
 
-def _first_non_finite(window_K: dict[str, np.ndarray], k: int, first_step: int) -> int | None:
-  """The step of trial `k`'s first non-finite train metric in a log window, if any."""
-  bad_S = ~np.all([np.isfinite(values[:, k]) for values in window_K.values()], axis=0)
-  return first_step + int(np.argmax(bad_S)) if bad_S.any() else None
+def _first_non_finite(finite_S: np.ndarray, first_step: int) -> int | None:
+  """The step of a trial's first non-finite train metric in a log window (finite_S: whether
+  all its metrics were finite at each step), if any."""
+  return None if finite_S.all() else first_step + int(np.argmin(finite_S))
 
 
 def _divergence_message(run_k: _Trial) -> str:

@@ -208,10 +208,6 @@ def test_local_runs_get_device_slots(monkeypatch, visible, parallel, per_device,
   assert len(seen) == 6 and set(seen) == expected
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--per_device=0",), "--per_device=0: must be >= 1"),
-    (("--per_device=2", "--executor=slurm"), "--per_device: local runs only"),
-])
 @pytest.mark.parametrize("parallel, expected", [
     (1, [None]),  # one at a time: the process keeps every CPU
     (2, [{0, 1, 2}, {3, 4, 5}]),
@@ -238,6 +234,10 @@ def test_parallel_trials_run_pinned_to_their_slots_cpus(tmp_path):
   assert os.sched_getaffinity(0) == mine  # the launcher's own thread is not pinned
 
 
+@pytest.mark.parametrize("args, message", [
+    (("--per_device=0",), "--per_device=0: must be >= 1"),
+    (("--per_device=2", "--executor=slurm"), "--per_device: local runs only"),
+])
 def test_bad_per_device_is_one_line(sweep_file, tmp_path, capsys, args, message):
   with pytest.raises(SystemExit) as exit_info:
     launch(sweep_file, tmp_path / "s", *args)
