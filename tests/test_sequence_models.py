@@ -107,6 +107,10 @@ def test_word_language_model_smoke_run_samples_words(tmp_path):
   config = config_lib.load(os.path.join(REPO, "configs/char_lm.py:smoke,tokens=word"))
   config.data.text.path = str(corpus)
   config.optimizer.learning_rate = 0.03
+  # The text's 10 words and '<unk>' as the vocabulary (the config's 10,000 outputs would take
+  # more than the smoke run's steps to leave uniform), and enough steps to learn their order.
+  config.model.vocab_size = config.data.text.num_words = 16
+  config.num_epochs = 10.0
   results = train.run(config, str(tmp_path / "lm"))
   assert results["test"]["loss"] < np.log(12)  # below uniform over the text's 11 words + <unk>
   samples = sorted((tmp_path / "lm" / "samples" / "samples").iterdir())[-1].read_text()
@@ -269,7 +273,7 @@ def test_imdb_prepares_offline_and_the_smoke_config_learns_it(tmp_path):
   run = dljax.load(workdir)
   table = np.asarray(run.state.params["embedding"]["embedding"])
   np.testing.assert_array_equal(table[vocabulary.index("good")], [1, 1, 1, 1])
-  reviews = imdb.to_ids(["good good fun", "bad awful bad"], vocabulary[4:], 50, 12)
+  reviews = imdb.encode(["good good fun", "bad awful bad"], config.data)  # words and n-grams
   assert [row["class"] for row in run.describe(run.predict({"tokens": reviews}))] == [
       "pos", "neg"]
 
