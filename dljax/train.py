@@ -314,7 +314,8 @@ def _train(configs, workdirs, restart: bool, allow_changes: bool,
       # np.mean of its own values sums them).
       means_K = {name: np.ascontiguousarray(values.T).mean(axis=1)
                  for name, values in window_K.items()}
-      finite_KS = np.all([np.isfinite(values.T) for values in window_K.values()], axis=0)
+      finite_KS = np.all([np.isfinite(values.T) for values in window_K.values()], axis=0) if (
+          window_K) else np.ones((stack.size, window_steps), bool)  # a task with no train metrics
       for k, run_k in enumerate(runs):
         if run_k.active:
           run_k.diverged_at = _first_non_finite(finite_KS[k], end_step - window_steps + 1)
