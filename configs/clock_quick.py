@@ -39,6 +39,6 @@ def get_config(arg: str | None = None):
   config.num_epochs = 1.0 if arg.smoke else 15.0
   config.log_every_steps = 4 if arg.smoke else 50
   config.model.update(conv_features=(16, 32, 64, 128, 128), kernel_sizes=(3, 3, 3, 3, 3),
-                      batch_norm_after=(0, 1, 2, 3, 4))
+                      strides=(2, 2, 2, 2, 2), batch_norm_after=(0, 1, 2, 3, 4))
   config.data.clocks.update(size=32 if arg.smoke else 64, difficulty=0.5)
   return config.lock()

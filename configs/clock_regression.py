@@ -43,7 +43,7 @@ def recipe(encoding: str, smoke: bool, **encoding_knobs) -> ml_collections.Confi
   )
   config.clock.update(encoding=encoding, **encoding_knobs)
   config.model = dict(name="cnn", conv_features=(32, 64, 64, 128, 128, 256),
-                      kernel_sizes=(3, 3, 3, 3, 3, 3), strides=2, padding="SAME",
+                      kernel_sizes=(3, 3, 3, 3, 3, 3), strides=(2, 2, 2, 2, 2, 2), padding="SAME",
                       batch_norm_after=(0, 1, 2, 3, 4, 5), pool_after=(), dropout_after=(),
                       conv_dropout=0.0, global_pool=True, hidden=(256,), dropout=0.0,
                       activation="relu", kernel_init="glorot_uniform", bias_init="zeros",
